@@ -1,0 +1,143 @@
+"""Settings: read from the environment once, checked, and handed to Flask's config."""
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import load_dotenv
+
+DEFAULT_ADMIN_CLAIM = "https://localhost:5000/app_metadata"
+DEFAULT_CORS_ORIGINS = "http://localhost:3000"
+DEFAULT_LOCAL_ISSUER = "http://localhost:5000/"
+DEFAULT_LOCAL_AUDIENCE = "http://localhost:5000/api"
+INSECURE_SECRET = "dev-only-insecure-secret-key"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _str(env: Mapping, name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    if value is None or str(value).strip() == "":
+        return default
+    return str(value).strip()
+
+
+def _int(env: Mapping, name: str, default: int, minimum: int = 0) -> int:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _url(name: str, value: str, schemes=("http", "https")) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(f"{name} must be an absolute {'/'.join(schemes)} URL, got {value!r}")
+    return value
+
+
+def _origins(env: Mapping) -> list[str]:
+    raw = _str(env, "CORS_ORIGINS", DEFAULT_CORS_ORIGINS)
+    origins = [o.strip().rstrip("/") for o in raw.split(",") if o.strip()]
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or origin == "*":
+            raise ConfigError(f"CORS_ORIGINS entries must be origins like https://shop.example.com, got {origin!r}")
+    return origins
+
+
+def database_url(raw: str) -> str:
+    """Normalise the URL forms providers hand out to the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg://" + raw[len(prefix) :]
+    return raw
+
+
+def _auth(env: Mapping, app_env: str) -> dict:
+    domain = _str(env, "AUTH0_DOMAIN")
+    issuer = _str(env, "AUTH0_ISSUER")
+    mode = _str(env, "AUTH_MODE", "auth0" if (domain or issuer) else "local").lower()
+    if mode not in ("auth0", "local"):
+        raise ConfigError(f"AUTH_MODE must be 'auth0' or 'local', got {mode!r}")
+    if mode == "local":
+        if app_env == "production":
+            raise ConfigError("AUTH_MODE=local (development sign-in) is refused when APP_ENV=production")
+        issuer = _url("AUTH0_ISSUER", issuer or DEFAULT_LOCAL_ISSUER)
+        audience = _str(env, "API_AUDIENCE", DEFAULT_LOCAL_AUDIENCE)
+    else:
+        if not issuer and not domain:
+            raise ConfigError("AUTH0_DOMAIN (or AUTH0_ISSUER) is required when AUTH_MODE=auth0")
+        if domain and not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]+)?", domain):
+            raise ConfigError(f"AUTH0_DOMAIN must be a host name like tenant.eu.auth0.com, got {domain!r}")
+        issuer = _url("AUTH0_ISSUER", issuer or f"https://{domain}/")
+        audience = _str(env, "API_AUDIENCE")
+        if not audience:
+            raise ConfigError("API_AUDIENCE is required when AUTH_MODE=auth0")
+    if not issuer.endswith("/"):
+        issuer += "/"
+    return {
+        "AUTH_MODE": mode,
+        "AUTH0_DOMAIN": domain or urlsplit(issuer).netloc,
+        "AUTH0_ISSUER": issuer,
+        "API_AUDIENCE": audience,
+        "ADMIN_CLAIM": _str(env, "ADMIN_CLAIM", DEFAULT_ADMIN_CLAIM),
+        "JWT_LEEWAY": _int(env, "JWT_LEEWAY", 30),
+        "JWKS_MIN_REFRESH_SECONDS": _int(env, "JWKS_MIN_REFRESH_SECONDS", 30),
+        "HTTP_TIMEOUT": _int(env, "HTTP_TIMEOUT", 5, minimum=1),
+        "CLIENT_ID": _str(env, "CLIENT_ID"),
+        "CLIENT_SECRET": _str(env, "CLIENT_SECRET"),
+        "AUTH0_CALLBACK_URL": _str(env, "AUTH0_CALLBACK_URL"),
+        "API_MANAGEMENT_CLIENT_ID": _str(env, "API_MANAGEMENT_CLIENT_ID"),
+        "API_MANAGEMENT_CLIENT_SECRET": _str(env, "API_MANAGEMENT_CLIENT_SECRET"),
+        "API_MANAGEMENT_AUDIENCE": _str(env, "API_MANAGEMENT_AUDIENCE"),
+    }
+
+
+def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
+    """Build the app's settings from the environment (and .env) plus explicit overrides.
+
+    `overrides` uses the same names as the environment; it is how tests configure an app.
+    Raises ConfigError naming the first bad setting.
+    """
+    if overrides is None:
+        load_dotenv(override=False)
+    env = {**os.environ, **(overrides or {})}
+    app_env = (_str(env, "APP_ENV", "development") or "development").lower()
+    if app_env not in ("development", "production", "testing"):
+        raise ConfigError(f"APP_ENV must be development, production or testing, got {app_env!r}")
+
+    secret = _str(env, "SECRET_KEY")
+    if app_env == "production" and (not secret or secret == INSECURE_SECRET or len(secret) < 32):
+        raise ConfigError("SECRET_KEY must be set to a random value of 32+ characters when APP_ENV=production")
+
+    default_db = "sqlite:///" + str(Path(instance_path) / "dmarket.sqlite3")
+    db_url = database_url(_str(env, "DATABASE_URL", default_db))
+    if "://" not in db_url:
+        raise ConfigError(f"DATABASE_URL must be a URL like postgresql://user@host/db, got {db_url!r}")
+
+    settings = {
+        "APP_ENV": app_env,
+        "SECRET_KEY": secret or INSECURE_SECRET,
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "CORS_ORIGINS": _origins(env),
+        "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
+        "LOG_LEVEL": (_str(env, "LOG_LEVEL", "INFO")).upper(),
+        **_auth(env, app_env),
+    }
+    if settings["LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {settings['LOG_LEVEL']!r}")
+    # Anything else passed explicitly (TESTING, pool options...) goes through untouched.
+    for key, value in (overrides or {}).items():
+        settings.setdefault(key, value)
+    return settings

@@ -1,0 +1,154 @@
+"""One error shape for every layer: {"code", "message", "details"?}."""
+
+import logging
+
+from flask import Flask, json
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+# Werkzeug's names for statuses, as snake_case codes clients can switch on.
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    428: "precondition_required",
+    429: "rate_limited",
+    431: "headers_too_large",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+# Headers describing the HTML body that Werkzeug built; ours replaces it.
+_BODY_HEADERS = {"content-type", "content-length"}
+
+
+class ApiError(Exception):
+    """An error the API answers with on purpose; raised anywhere, shaped in one place."""
+
+    status = 400
+    code = "bad_request"
+    message = "The request could not be processed."
+
+    def __init__(self, message=None, *, code=None, status=None, details=None, headers=None):
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.code = code or self.code
+        self.status = status or self.status
+        self.details = details
+        self.headers = dict(headers or {})
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(ApiError):
+    status, code, message = 401, "unauthorized", "Authentication is required."
+
+
+class Forbidden(ApiError):
+    status, code, message = 403, "forbidden", "You are not allowed to do this."
+
+
+class NotFound(ApiError):
+    status, code, message = 404, "not_found", "The resource was not found."
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+class PreconditionFailed(ApiError):
+    status, code = 412, "precondition_failed"
+    message = "The resource has changed since you read it; fetch it again and retry."
+
+
+class UnsupportedMediaType(ApiError):
+    status, code, message = (
+        415,
+        "unsupported_media_type",
+        "The request body must be JSON (Content-Type: application/json).",
+    )
+
+
+class ValidationFailed(ApiError):
+    status, code, message = 422, "validation_error", "The request is not valid."
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "service_unavailable"
+    message = "A service the API depends on is unavailable; retry shortly."
+
+
+def error_response(status: int, code: str, message: str, details=None, headers=None):
+    body = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    response = Flask.response_class(json.dumps(body), status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def validation_details(exc: ValidationError) -> list[dict]:
+    """Field and reason for each problem; the submitted values are never echoed."""
+    details = []
+    for err in exc.errors(include_input=False, include_url=False, include_context=False):
+        field = ".".join(str(part) for part in err["loc"]) or "body"
+        details.append({"field": field, "reason": err["msg"]})
+    return details
+
+
+def validation_error_response(exc: ValidationError):
+    """flask-openapi3's validation_error_callback: our shape instead of pydantic's echo."""
+    return error_response(422, "validation_error", "The request is not valid.", validation_details(exc))
+
+
+def _handle_api_error(exc: ApiError):
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+def _handle_http_exception(exc: HTTPException):
+    headers = {}
+    if exc.code != 500:
+        headers = {k: v for k, v in exc.get_headers() if k.lower() not in _BODY_HEADERS}
+    code = exc.code or 500
+    if code == 500:
+        return _handle_unexpected(exc)
+    return error_response(code, _CODES.get(code, "http_error"), exc.description or exc.name, headers=headers)
+
+
+def _handle_database_down(exc: OperationalError):
+    db.session.rollback()
+    log.error("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+    return error_response(
+        503,
+        "database_unavailable",
+        "The database is unavailable; retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _handle_unexpected(exc: Exception):
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(OperationalError, _handle_database_down)
+    app.register_error_handler(Exception, _handle_unexpected)

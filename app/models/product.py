@@ -1,0 +1,44 @@
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.extensions import db
+from app.models.types import UTCDateTime, utcnow
+
+
+class Product(db.Model):
+    """A product offered by its owner; `version` drives ETags and optimistic locking."""
+
+    __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("price > 0", name="price_positive"),
+        CheckConstraint("quantity >= 0", name="quantity_not_negative"),
+        # The list endpoint filters by owner and sorts by these columns.
+        Index("ix_products_user_id_id", "user_id", "id"),
+        Index("ix_products_name_id", "name", "id"),
+        Index("ix_products_price_id", "price", "id"),
+        Index("ix_products_created_at_id", "created_at", "id"),
+        # Never reuse an id on SQLite, so an old ETag can never match a new product.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    description: Mapped[str | None] = mapped_column(Text)
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 2), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    user_id: Mapped[str] = mapped_column(String(255), ForeignKey("users.user_id", ondelete="CASCADE"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1, server_default="1")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}
+
+    @property
+    def etag(self) -> str:
+        return str(self.version)
+
+    def __repr__(self) -> str:
+        return f"<Product {self.id} {self.name!r}>"
