@@ -1,0 +1,53 @@
+"""Authentication: token verification, the caller's identity, and the local issuer."""
+
+import logging
+
+from flask import Flask, current_app
+
+from app.auth.decorators import authenticate_if_required, current_identity, require_admin, require_auth
+from app.auth.local_issuer import LocalIssuer
+from app.auth.verifier import JWKSCache, TokenVerifier, fetch_oidc_jwks
+
+__all__ = ["current_identity", "init_app", "require_admin", "require_auth", "local_issuer", "verifier"]
+
+log = logging.getLogger(__name__)
+
+
+def init_app(app: Flask) -> None:
+    """Build the verifier once; in local mode its keys come from the in-process issuer."""
+    cfg = app.config
+    issuer = None
+    if cfg["AUTH_MODE"] == "local":
+        issuer = LocalIssuer(
+            instance_path=app.instance_path,
+            issuer=cfg["AUTH0_ISSUER"],
+            audience=cfg["API_AUDIENCE"],
+            admin_claim=cfg["ADMIN_CLAIM"],
+        )
+        fetch = issuer.jwks
+        log.warning(
+            "AUTH_MODE=local: development sign-in; tokens come from `flask auth token`. Never use in production."
+        )
+    else:
+        fetch = fetch_oidc_jwks(cfg["AUTH0_ISSUER"], timeout=cfg["HTTP_TIMEOUT"])
+    keys = JWKSCache(fetch, min_refresh=cfg["JWKS_MIN_REFRESH_SECONDS"])
+    verifier_ = TokenVerifier(
+        keys=keys, issuer=cfg["AUTH0_ISSUER"], audience=cfg["API_AUDIENCE"], leeway=cfg["JWT_LEEWAY"]
+    )
+    app.extensions["dmarket.auth"] = {"verifier": verifier_, "local_issuer": issuer}
+    app.before_request(authenticate_if_required)
+
+    from app.auth.cli import auth_cli
+    from app.auth.routes import bp
+
+    app.cli.add_command(auth_cli)
+    if issuer is not None:
+        app.register_api(bp)
+
+
+def verifier() -> TokenVerifier:
+    return current_app.extensions["dmarket.auth"]["verifier"]
+
+
+def local_issuer() -> LocalIssuer | None:
+    return current_app.extensions["dmarket.auth"]["local_issuer"]

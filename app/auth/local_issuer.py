@@ -1,0 +1,73 @@
+"""Development issuer: an RSA key kept in instance/, so the API runs with no account anywhere."""
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+KEY_FILE = "local_issuer_key.json"
+
+
+class LocalIssuer:
+    """Signs access tokens that the API then verifies like any other issuer's."""
+
+    def __init__(self, *, instance_path: str, issuer: str, audience: str, admin_claim: str):
+        self.issuer = issuer
+        self.audience = audience
+        self.admin_claim = admin_claim
+        self._key = _load_or_create_key(Path(instance_path) / KEY_FILE)
+
+    def jwks(self) -> dict:
+        return {"keys": [self._key.as_dict(private=False)]}
+
+    def discovery(self) -> dict:
+        return {
+            "issuer": self.issuer,
+            "jwks_uri": f"{self.issuer}.well-known/jwks.json",
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["code"],
+        }
+
+    def mint(self, *, email: str, name: str | None = None, admin: bool = False, ttl: int = 3600) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": f"local|{email.lower()}",
+            "aud": self.audience,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": uuid.uuid4().hex,
+            "email": email,
+            "name": name or email.split("@")[0],
+        }
+        if admin:
+            claims[self.admin_claim] = {"is_admin": True}
+        header = {"alg": "RS256", "typ": "at+jwt", "kid": self._key.kid}
+        return jwt.encode(header, claims, self._key)
+
+
+def _load_or_create_key(path: Path) -> RSAKey:
+    """Create the key once; O_EXCL makes concurrent workers agree on a single key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(key.as_dict(private=True), fh)
+            return key
+    for _ in range(50):  # another worker may still be writing it
+        try:
+            return RSAKey.import_key(json.loads(path.read_text()))
+        except (ValueError, json.JSONDecodeError):
+            time.sleep(0.05)
+    raise RuntimeError(f"{path} does not hold a usable RSA key; delete it to make a new one")

@@ -1,0 +1,170 @@
+"""Bearer token verification: RS256 signatures against the issuer's cached JWKS, then claims."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from joserfc import jwt
+from joserfc.errors import ExpiredTokenError, JoseError, MissingClaimError
+from joserfc.jwk import KeySet
+from joserfc.jwt import JWTClaimsRegistry
+
+log = logging.getLogger(__name__)
+
+ALLOWED_ALGORITHMS = ["RS256"]
+# Auth0's default profile says "JWT" (or nothing); RFC 9068 says "at+jwt".
+ALLOWED_TYPES = {None, "jwt", "at+jwt", "application/at+jwt"}
+# After a failed fetch, answer 503 at once for this long instead of waiting on the issuer again.
+FAILURE_BACKOFF_SECONDS = 5
+
+
+class InvalidToken(Exception):
+    """The token is not acceptable; the message is safe to show the client."""
+
+
+class IssuerUnavailable(Exception):
+    """The issuer's keys could not be fetched and none are cached."""
+
+
+def fetch_oidc_jwks(issuer: str, timeout: float) -> Callable[[], dict]:
+    """A key source reading `jwks_uri` from the issuer's OpenID discovery document."""
+    session = requests.Session()
+    jwks_uri: str | None = None
+
+    def fetch() -> dict:
+        nonlocal jwks_uri
+        try:
+            if jwks_uri is None:
+                doc = session.get(f"{issuer}.well-known/openid-configuration", timeout=timeout)
+                doc.raise_for_status()
+                meta = doc.json()
+                if meta.get("issuer") != issuer:
+                    raise IssuerUnavailable(f"discovery document names issuer {meta.get('issuer')!r}")
+                uri = meta.get("jwks_uri")
+                if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
+                    raise IssuerUnavailable("discovery document has no usable jwks_uri")
+                jwks_uri = uri
+            response = session.get(jwks_uri, timeout=timeout)
+            response.raise_for_status()
+            return response.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise IssuerUnavailable(f"{exc.__class__.__name__} fetching keys") from exc
+
+    return fetch
+
+
+class JWKSCache:
+    """The issuer's public keys, fetched lazily and refetched for an unknown `kid`.
+
+    Refetches are throttled (`min_refresh` seconds), so tokens with forged key ids cannot
+    make us hammer the issuer. Only the configured source is ever contacted: `jku`/`x5u`
+    headers in a token are ignored.
+    """
+
+    def __init__(self, fetch: Callable[[], dict], min_refresh: float = 30, clock=time.monotonic):
+        self._fetch = fetch
+        self._min_refresh = min_refresh
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: KeySet | None = None
+        self._fetched_at = float("-inf")
+        self._failed_at = float("-inf")
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        if now - self._failed_at < min(FAILURE_BACKOFF_SECONDS, self._min_refresh):
+            raise IssuerUnavailable("issuer recently unreachable")
+        try:
+            data = self._fetch()
+            keys = KeySet.import_key_set(data)
+        except IssuerUnavailable:
+            self._failed_at = now
+            raise
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            self._failed_at = now
+            raise IssuerUnavailable(f"issuer returned an unusable key set ({exc.__class__.__name__})") from exc
+        self._keys = KeySet([k for k in keys if k.key_type == "RSA"])
+        self._fetched_at = now
+        log.info("loaded %d signing key(s) from the issuer", len(self._keys.keys))
+
+    def key_for(self, kid: str):
+        with self._lock:
+            if self._keys is None:
+                self._refresh()
+            key = self._find(kid)
+            if key is None and self._clock() - self._fetched_at >= self._min_refresh:
+                self._refresh()
+                key = self._find(kid)
+        if key is None:
+            raise InvalidToken("the token is signed with an unknown key")
+        return key
+
+    def _find(self, kid: str):
+        for key in self._keys.keys:
+            if key.kid == kid:
+                return key
+        return None
+
+
+class TokenVerifier:
+    """Checks an access token the same way whichever issuer (Auth0 or local) signed it."""
+
+    def __init__(self, *, keys: JWKSCache, issuer: str, audience: str, leeway: int = 30):
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self._claims = JWTClaimsRegistry(
+            leeway=leeway,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            sub={"essential": True},
+            exp={"essential": True},
+        )
+
+    def _resolve_key(self, obj):
+        header = obj.headers()
+        if header.get("alg") not in ALLOWED_ALGORITHMS:
+            raise InvalidToken("the token's algorithm is not allowed")
+        typ = header.get("typ")
+        if (typ.lower() if isinstance(typ, str) else typ) not in ALLOWED_TYPES:
+            raise InvalidToken("the token is not an access token")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("the token has no key id")
+        return self.keys.key_for(kid)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """Return the token's claims, or raise InvalidToken / IssuerUnavailable."""
+        if token.count(".") != 2 or len(token) > 16_384:
+            raise InvalidToken("the token is malformed")
+        try:
+            decoded = jwt.decode(token, self._resolve_key, algorithms=ALLOWED_ALGORITHMS)
+            self._claims.validate(decoded.claims)
+        except ExpiredTokenError:
+            raise InvalidToken("the token has expired") from None
+        except MissingClaimError as exc:
+            raise InvalidToken(f"the token lacks required claims ({exc.claim})") from None
+        except JoseError as exc:
+            raise InvalidToken(_describe(exc)) from None
+        except (ValueError, TypeError, UnicodeError):
+            raise InvalidToken("the token is malformed") from None
+        if not isinstance(decoded.claims.get("sub"), str) or not decoded.claims["sub"].strip():
+            raise InvalidToken("the token lacks required claims (sub)")
+        return decoded.claims
+
+
+def _describe(exc: JoseError) -> str:
+    name = getattr(exc, "error", "") or exc.__class__.__name__
+    messages = {
+        "bad_signature": "the token's signature is invalid",
+        "invalid_claim": f"the token's {getattr(exc, 'claim', '') or 'claims'} is not accepted",
+    }
+    text = messages.get(name) or str(exc.description or name)
+    return text.replace('"', "'")
