@@ -1,0 +1,90 @@
+"""Request plumbing: request ids, the access log, exact JSON numbers, and the JSON body guard."""
+
+import inspect
+import json
+import logging
+import re
+import time
+import uuid
+from decimal import Decimal
+
+from flask import Flask, Request, current_app, g, request
+
+from app.errors import ApiError, UnsupportedMediaType, ValidationFailed
+
+access_log = logging.getLogger("app.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+class _ExactJSON:
+    """Request bodies: decimals as Decimal (19.99 stays 19.99), no NaN/Infinity, bounded nesting."""
+
+    @staticmethod
+    def loads(s, **kwargs):
+        try:
+            return json.loads(s, parse_float=Decimal, parse_constant=_reject_constant)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+class ApiRequest(Request):
+    json_module = _ExactJSON
+
+
+def _start_request() -> None:
+    g.start = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def _takes_body(endpoint: str | None) -> bool:
+    view = current_app.view_functions.get(endpoint)
+    if view is None:
+        return False
+    cache = current_app.extensions.setdefault("dmarket.body_views", {})
+    if endpoint not in cache:
+        cache[endpoint] = "body" in inspect.signature(inspect.unwrap(view)).parameters
+    return cache[endpoint]
+
+
+def require_json_object() -> None:
+    """A body must be a JSON object sent as JSON: 415, 400 or 422 before validation runs."""
+    if request.method not in _BODY_METHODS or not _takes_body(request.endpoint):
+        return
+    if not request.is_json:
+        raise UnsupportedMediaType()
+    data = request.get_json(silent=True)
+    if data is None and request.get_data(cache=True).strip() not in (b"null",):
+        raise ApiError("The request body is not valid JSON.", code="invalid_json", status=400)
+    if not isinstance(data, dict):
+        raise ValidationFailed(details=[{"field": "body", "reason": "must be a JSON object"}])
+
+
+def _finish_request(response):
+    response.headers["X-Request-ID"] = g.get("request_id", "-")
+    elapsed_ms = (time.perf_counter() - g.get("start", time.perf_counter())) * 1000
+    access_log.info(
+        "%s %s %s %.1fms",
+        request.method,
+        request.path,
+        response.status_code,
+        elapsed_ms,
+        extra={"status": response.status_code, "duration_ms": round(elapsed_ms, 1)},
+    )
+    return response
+
+
+def register_request_hooks(app: Flask) -> None:
+    app.request_class = ApiRequest
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+
+
+def register_body_guard(app: Flask) -> None:
+    """Registered after authentication, so 401 comes before 415/422."""
+    app.before_request(require_json_object)

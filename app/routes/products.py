@@ -1,0 +1,80 @@
+"""Products: anyone reads; signed-in users create; the owner or an admin changes or deletes."""
+
+from flask import request, url_for
+from flask_openapi3 import APIBlueprint, Tag
+
+from app.auth import current_identity, require_auth
+from app.routes.responses import PROTECTED, json_response, pagination_links
+from app.schemas.common import ErrorOut, MessageOut
+from app.schemas.products import ProductIn, ProductList, ProductOut, ProductPath, ProductQuery, ProductUpdate
+from app.services import products
+
+bp = APIBlueprint(
+    "products",
+    __name__,
+    abp_tags=[Tag(name="products", description="The marketplace's products")],
+    abp_responses={422: ErrorOut, 500: ErrorOut, 503: ErrorOut},
+)
+
+
+def _if_match():
+    """The If-Match header as ETags, or None when the client sent none."""
+    return request.if_match if "If-Match" in request.headers else None
+
+
+def _product_response(product, status=200, headers=None):
+    response = json_response(ProductOut.model_validate(product).model_dump(mode="json"), status, headers)
+    response.set_etag(product.etag)
+    return response
+
+
+@bp.get("/products", responses={200: ProductList})
+def list_products(query: ProductQuery):
+    """List products, a page at a time (X-Total-Count and Link headers)."""
+    page = products.list_products(**query.model_dump())
+    body = [ProductOut.model_validate(p).model_dump(mode="json") for p in page.items]
+    return json_response(body, headers={"X-Total-Count": str(page.total), "Link": pagination_links(page)})
+
+
+@bp.get("/products/<int:product_id>", responses={200: ProductOut, 404: ErrorOut})
+def get_product(path: ProductPath):
+    """Get one product (with its ETag, for If-Match on update)."""
+    return _product_response(products.get_product_or_404(path.product_id))
+
+
+@bp.post("/products/create", responses={201: ProductOut, **PROTECTED}, security=[{"bearerAuth": []}])
+@require_auth
+def create_product(body: ProductIn):
+    """Create a product owned by the caller."""
+    product = products.create_product(owner=current_identity(), data=body.model_dump())
+    location = url_for("products.get_product", product_id=product.id)
+    return _product_response(product, 201, {"Location": location})
+
+
+@bp.put(
+    "/products/<int:product_id>/update",
+    responses={200: ProductOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, **PROTECTED},
+    security=[{"bearerAuth": []}],
+)
+@require_auth
+def update_product(path: ProductPath, body: ProductUpdate):
+    """Update a product (owner or admin); send If-Match with its ETag to avoid lost updates."""
+    product = products.get_product_or_404(path.product_id)
+    products.ensure_can_edit(product, current_identity())
+    changes = body.model_dump(exclude_unset=True)
+    product = products.update_product(product=product, changes=changes, expected_etags=_if_match())
+    return _product_response(product)
+
+
+@bp.delete(
+    "/products/<int:product_id>/delete",
+    responses={200: MessageOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, 401: ErrorOut},
+    security=[{"bearerAuth": []}],
+)
+@require_auth
+def delete_product(path: ProductPath):
+    """Delete a product (owner or admin)."""
+    product = products.get_product_or_404(path.product_id)
+    products.ensure_can_edit(product, current_identity())
+    products.delete_product(product=product, expected_etags=_if_match())
+    return json_response({"message": f"Product {path.product_id} deleted."})

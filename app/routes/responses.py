@@ -1,0 +1,42 @@
+"""Small helpers the route modules share for building responses."""
+
+from urllib.parse import quote
+
+from flask import Flask, json, request
+
+from app.schemas.common import ErrorOut
+
+# Statuses every authenticated write can answer besides its own.
+PROTECTED = {401: ErrorOut, 413: ErrorOut, 415: ErrorOut}
+
+
+def json_response(body, status: int = 200, headers: dict | None = None):
+    response = Flask.response_class(json.dumps(body), status=status, mimetype="application/json")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def pagination_links(page) -> str:
+    """RFC 8288 Link header: first, prev, next and last pages, keeping the other query args."""
+
+    def link(number: int, rel: str) -> str:
+        args = request.args.copy()
+        args["page"] = str(number)
+        args["per_page"] = str(page.per_page)
+        query = "&".join(f"{k}={v}" for k, v in _encoded(args))
+        return f'<{request.base_url}?{query}>; rel="{rel}"'
+
+    links = [link(1, "first")]
+    if page.page > 1:
+        links.append(link(min(page.page - 1, page.last_page), "prev"))
+    if page.page < page.last_page:
+        links.append(link(page.page + 1, "next"))
+    links.append(link(page.last_page, "last"))
+    return ", ".join(links)
+
+
+def _encoded(args):
+    for key, values in args.lists():
+        for value in values:
+            yield quote(key, safe=""), quote(value, safe="")

@@ -1,0 +1,119 @@
+"""Request and response bodies of the products resource; the product rules live here."""
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, StringConstraints, WithJsonSchema
+
+from app.schemas.common import CleanText, SafeQueryText, drop_default
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), CleanText]
+Description = Annotated[str, StringConstraints(max_length=1000), CleanText]
+# Clients (the reference SPA among them) may send numbers as strings; the spec documents
+# exactly which strings are accepted and the validator enforces the same patterns.
+PRICE_PATTERN = r"^(?:[1-9][0-9]{0,8}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9])|1000000000(?:\.00?)?)$"
+QUANTITY_PATTERN = r"^(?:0|[1-9][0-9]{0,8})$"
+
+
+def _numeric_string(pattern: str, what: str):
+    compiled = re.compile(pattern)
+
+    def check(value):
+        if isinstance(value, str) and not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Price = Annotated[
+    Decimal,
+    Field(gt=0, le=1_000_000_000, decimal_places=2, allow_inf_nan=False),
+    _numeric_string(PRICE_PATTERN, "a number greater than 0 and at most 1e9, with at most 2 decimal places"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000_000, "multipleOf": 0.01},
+                {"type": "string", "pattern": PRICE_PATTERN},
+            ],
+            "description": "Price, exact to the cent (> 0, <= 1e9, at most 2 decimal places)",
+            "examples": [19.99],
+        }
+    ),
+]
+Quantity = Annotated[
+    int,
+    Field(ge=0, le=2_147_483_647),
+    _numeric_string(QUANTITY_PATTERN, "a whole number of at most 9 digits"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 2_147_483_647},
+                {"type": "string", "pattern": QUANTITY_PATTERN},
+            ],
+            "description": "Units in stock (>= 0)",
+            "examples": [3],
+        }
+    ),
+]
+ProductId = Annotated[int, Field(ge=1, le=2_147_483_647)]
+SortKey = Literal["id", "-id", "name", "-name", "price", "-price", "created_at", "-created_at"]
+
+
+class ProductIn(BaseModel):
+    """A new product; the owner is always the caller, never the body."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: Name
+    description: Description | None = None
+    price: Price
+    quantity: Quantity
+
+
+class ProductUpdate(BaseModel):
+    """Any subset of the editable fields. Read-only and unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: Name = Field(default=None, json_schema_extra=drop_default)
+    description: Description | None = None
+    price: Price = Field(default=None, json_schema_extra=drop_default)
+    quantity: Quantity = Field(default=None, json_schema_extra=drop_default)
+
+
+class ProductOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str | None
+    price: float = Field(description="Exact to the cent: at most 2 decimal places")
+    quantity: int
+    user_id: str = Field(description="The owner's user id (identity provider subject)")
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductList(RootModel[list[ProductOut]]):
+    """A page of products, as a bare array (the reference SPA needs an array)."""
+
+
+class ProductPath(BaseModel):
+    product_id: ProductId
+
+
+class ProductQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(default=1, ge=1, le=1_000_000, description="Page number, from 1")
+    per_page: int = Field(default=50, ge=1, le=100, description="Items per page")
+    q: SafeQueryText = Field(
+        default=None, description="Case-insensitive search in name and description", json_schema_extra=drop_default
+    )
+    user_id: SafeQueryText = Field(
+        default=None, description="Only products of this owner", json_schema_extra=drop_default
+    )
+    sort: SortKey = Field(default="id", description="Sort key; prefix with - for descending")
