@@ -1,0 +1,73 @@
+import pytest
+from flask_migrate import upgrade
+
+from app import create_app
+from app.extensions import db
+from tests.factories import bearer
+from tests.issuer import ADMIN_CLAIM, AUDIENCE, CLIENT_ID, LocalOIDCIssuer
+
+
+@pytest.fixture(scope="session")
+def issuer():
+    server = LocalOIDCIssuer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_app(tmp_path, issuer):
+    """Build a migrated app against the test issuer; keyword overrides use environment names."""
+    apps = []
+
+    def make(**overrides):
+        config = {
+            "APP_ENV": "testing",
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SECRET_KEY": "test-secret-key-that-is-long-enough-0123",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite3'}",
+            "AUTH_MODE": "auth0",
+            "AUTH0_ISSUER": issuer.url,
+            "API_AUDIENCE": AUDIENCE,
+            "CLIENT_ID": CLIENT_ID,
+            "ADMIN_CLAIM": ADMIN_CLAIM,
+            "HTTP_TIMEOUT": "2",
+            "LOG_LEVEL": "WARNING",
+            **overrides,
+        }
+        app = create_app(config)
+        with app.app_context():
+            upgrade()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app, issuer):
+    issuer.reset()
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def user_headers(issuer):
+    return bearer(issuer.token("auth0|alice", email="alice@example.com", name="Alice"))
+
+
+@pytest.fixture
+def other_headers(issuer):
+    return bearer(issuer.token("auth0|bob", email="bob@example.com", name="Bob"))
+
+
+@pytest.fixture
+def admin_headers(issuer):
+    return bearer(issuer.token("auth0|root", email="root@example.com", **{ADMIN_CLAIM: {"is_admin": True}}))
