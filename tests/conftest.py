@@ -3,6 +3,7 @@ from flask_migrate import upgrade
 
 from app import create_app
 from app.extensions import db
+from tests.databases import postgres_base_url, postgres_schema
 from tests.factories import bearer
 from tests.issuer import ADMIN_CLAIM, AUDIENCE, CLIENT_ID, LocalOIDCIssuer
 
@@ -15,7 +16,18 @@ def issuer():
 
 
 @pytest.fixture
-def make_app(tmp_path, issuer):
+def database_url(tmp_path):
+    """A SQLite file by default; a fresh PostgreSQL schema when TEST_DATABASE_URL is set."""
+    base = postgres_base_url()
+    if base is None:
+        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    with postgres_schema(base) as url:
+        yield url
+
+
+@pytest.fixture
+def make_app(tmp_path, issuer, database_url):
     """Build a migrated app against the test issuer; keyword overrides use environment names."""
     apps = []
 
@@ -25,7 +37,7 @@ def make_app(tmp_path, issuer):
             "TESTING": True,
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "SECRET_KEY": "test-secret-key-that-is-long-enough-0123",
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite3'}",
+            "DATABASE_URL": database_url,
             "AUTH_MODE": "auth0",
             "AUTH0_ISSUER": issuer.url,
             "API_AUDIENCE": AUDIENCE,

@@ -1,0 +1,67 @@
+"""Real gunicorn servers on 127.0.0.1 for tests that need several workers or instances."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """`gunicorn wsgi:app` with the given environment; started and stopped by the test."""
+
+    def __init__(self, env: dict, workers: int = 2, port: int | None = None, extra_args: tuple = ()):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "LOG_LEVEL": "WARNING", **{k: str(v) for k, v in env.items()}}
+        self.args = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(workers),
+            "--graceful-timeout", "5",
+            *extra_args,
+            "wsgi:app",
+        ]  # fmt: skip
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> "LiveServer":
+        self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited early: {self.process.stderr.read()[-2000:]}")
+            try:
+                requests.get(f"{self.url}/openapi/openapi.json", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gunicorn did not start in time")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process and self.process.stderr:
+            self.process.stderr.close()
+
+    def __enter__(self) -> "LiveServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
