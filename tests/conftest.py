@@ -30,6 +30,7 @@ def database_url(tmp_path):
 def make_app(tmp_path, issuer, database_url):
     """Build a migrated app against the test issuer; keyword overrides use environment names."""
     apps = []
+    issuer.reset()
 
     def make(**overrides):
         config = {
@@ -60,8 +61,7 @@ def make_app(tmp_path, issuer, database_url):
 
 
 @pytest.fixture
-def app(make_app, issuer):
-    issuer.reset()
+def app(make_app):
     return make_app()
 
 

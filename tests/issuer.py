@@ -53,9 +53,9 @@ class LocalOIDCIssuer:
         self.delay = 0.0
         self.jwks_requests = 0
 
-    def rotate(self, keep_old: bool = True) -> RSAKey:
+    def rotate(self, key: RSAKey | None = None, keep_old: bool = True) -> RSAKey:
         """Publish a new signing key (keeping the old one published unless told not to)."""
-        self.signing_key = new_key()
+        self.signing_key = key or new_key()
         self.published = [*self.published, self.signing_key] if keep_old else [self.signing_key]
         return self.signing_key
 
@@ -107,6 +107,7 @@ class LocalOIDCIssuer:
         """A token signed RS256 by the current key (or `key`); claims=None removes a claim."""
         key = key or self.signing_key
         hdr = {"alg": "RS256", "typ": "JWT", "kid": key.kid, **(header or {})}
+        hdr = {k: v for k, v in hdr.items() if v is not None}
         return jwt.encode(hdr, self.claims(sub, **claims), key)
 
     def unsigned_token(self, sub: str = "auth0|alice", alg: str = "none") -> str:

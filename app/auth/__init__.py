@@ -2,13 +2,13 @@
 
 import logging
 
-from flask import Flask, current_app
+from flask import Flask
 
 from app.auth.decorators import authenticate_if_required, current_identity, require_admin, require_auth
 from app.auth.local_issuer import LocalIssuer
 from app.auth.verifier import JWKSCache, TokenVerifier, fetch_oidc_jwks
 
-__all__ = ["current_identity", "init_app", "require_admin", "require_auth", "local_issuer", "verifier"]
+__all__ = ["current_identity", "init_app", "require_admin", "require_auth"]
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,10 @@ def init_app(app: Flask) -> None:
     else:
         fetch = fetch_oidc_jwks(cfg["AUTH0_ISSUER"], timeout=cfg["HTTP_TIMEOUT"])
     keys = JWKSCache(fetch, min_refresh=cfg["JWKS_MIN_REFRESH_SECONDS"])
-    verifier_ = TokenVerifier(
+    verifier = TokenVerifier(
         keys=keys, issuer=cfg["AUTH0_ISSUER"], audience=cfg["API_AUDIENCE"], leeway=cfg["JWT_LEEWAY"]
     )
-    app.extensions["dmarket.auth"] = {"verifier": verifier_, "local_issuer": issuer}
+    app.extensions["dmarket.auth"] = {"verifier": verifier, "local_issuer": issuer}
     app.before_request(authenticate_if_required)
 
     from app.auth.cli import auth_cli
@@ -43,11 +43,3 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(auth_cli)
     if issuer is not None:
         app.register_api(bp)
-
-
-def verifier() -> TokenVerifier:
-    return current_app.extensions["dmarket.auth"]["verifier"]
-
-
-def local_issuer() -> LocalIssuer | None:
-    return current_app.extensions["dmarket.auth"]["local_issuer"]

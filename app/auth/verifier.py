@@ -8,7 +8,14 @@ from typing import Any
 
 import requests
 from joserfc import jwt
-from joserfc.errors import ExpiredTokenError, JoseError, MissingClaimError
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    JoseError,
+    MissingClaimError,
+    UnsupportedAlgorithmError,
+)
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
@@ -161,10 +168,13 @@ class TokenVerifier:
 
 
 def _describe(exc: JoseError) -> str:
-    name = getattr(exc, "error", "") or exc.__class__.__name__
-    messages = {
-        "bad_signature": "the token's signature is invalid",
-        "invalid_claim": f"the token's {getattr(exc, 'claim', '') or 'claims'} is not accepted",
-    }
-    text = messages.get(name) or str(exc.description or name)
-    return text.replace('"', "'")
+    """A short reason for the client; never contains a double quote (it goes in a header)."""
+    if isinstance(exc, BadSignatureError):
+        return "the token's signature is invalid"
+    if isinstance(exc, UnsupportedAlgorithmError):
+        return "the token's algorithm is not allowed"
+    if isinstance(exc, InvalidClaimError):
+        if exc.claim == "nbf":
+            return "the token is not valid yet"
+        return f"the token's {exc.claim} claim is not accepted"
+    return "the token is malformed"

@@ -1,0 +1,246 @@
+"""Bearer tokens: what the API accepts, what it refuses, and how it answers."""
+
+import time
+
+import pytest
+
+from app.extensions import db
+from app.models import Product, User
+from tests.factories import bearer, make_user
+from tests.issuer import ADMIN_CLAIM, AUDIENCE, LocalOIDCIssuer, new_key
+from tests.live import free_port
+
+NEW_PRODUCT = {"name": "Lamp", "price": 19.99, "quantity": 3}
+
+
+def create(client, headers, body=NEW_PRODUCT):
+    return client.post("/products/create", json=body, headers=headers)
+
+
+def assert_rejected(response, fragment: str):
+    assert response.status_code == 401
+    assert response.json["code"] == "invalid_token"
+    challenge = response.headers["WWW-Authenticate"]
+    assert challenge.startswith('Bearer error="invalid_token", error_description="')
+    assert fragment in challenge
+    assert fragment in response.json["message"]
+
+
+def product_count(app) -> int:
+    with app.app_context():
+        return db.session.query(Product).count()
+
+
+class TestAccepted:
+    def test_auth0_default_profile_with_audience_list(self, client, issuer):
+        token = issuer.token("auth0|alice", header={"typ": "JWT"})  # aud: [API, /userinfo]
+        response = create(client, bearer(token))
+        assert response.status_code == 201
+        assert response.json["user_id"] == "auth0|alice"
+
+    def test_rfc9068_profile(self, client, issuer):
+        token = issuer.token(
+            "auth0|alice", header={"typ": "at+jwt"}, aud=AUDIENCE, client_id="spa", jti="abc", azp=None, gty=None
+        )
+        assert create(client, bearer(token)).status_code == 201
+
+    def test_expiry_within_leeway_is_accepted(self, client, issuer):
+        token = issuer.token(exp=int(time.time()) - 10)
+        assert create(client, bearer(token)).status_code == 201
+
+    def test_rotated_key_is_fetched_for_an_unknown_kid(self, make_app, issuer):
+        client = make_app(JWKS_MIN_REFRESH_SECONDS="1").test_client()
+        next_key = new_key()
+        assert create(client, bearer(issuer.token())).status_code == 201
+        issuer.rotate(next_key)
+        rotated = bearer(issuer.token())
+        # Refetches are throttled: within the interval the new kid is still unknown.
+        assert_rejected(create(client, rotated), "unknown key")
+        time.sleep(1.1)
+        assert create(client, rotated).status_code == 201
+        assert issuer.jwks_requests == 2
+
+
+class TestRejected:
+    @pytest.mark.parametrize(
+        "claims, fragment",
+        [
+            ({"exp": int(time.time()) - 120}, "expired"),
+            ({"nbf": int(time.time()) + 600}, "not valid yet"),
+            ({"aud": "https://another-api.example"}, "aud"),
+            ({"aud": None}, "aud"),
+            ({"iss": "https://evil.example/"}, "iss"),
+            ({"sub": None}, "sub"),
+            ({"sub": ""}, "sub"),
+            ({"exp": None}, "exp"),
+        ],
+        ids=[
+            "expired",
+            "not-yet-valid",
+            "wrong-audience",
+            "no-audience",
+            "wrong-issuer",
+            "no-sub",
+            "empty-sub",
+            "no-exp",
+        ],
+    )
+    def test_bad_claims(self, app, client, issuer, claims, fragment):
+        response = create(client, bearer(issuer.token(**claims)))
+        assert_rejected(response, fragment)
+        assert product_count(app) == 0
+
+    def test_signed_by_another_key_under_a_published_kid(self, client, issuer):
+        forged = issuer.token(key=new_key(), header={"kid": issuer.signing_key.kid})
+        assert_rejected(create(client, bearer(forged)), "signature")
+
+    def test_alg_none(self, client, issuer):
+        assert_rejected(create(client, bearer(issuer.unsigned_token())), "algorithm is not allowed")
+
+    def test_hs256_signed_with_the_public_key(self, client, issuer):
+        assert_rejected(create(client, bearer(issuer.hs256_with_public_key())), "algorithm is not allowed")
+
+    def test_id_token_is_not_an_access_token(self, client, issuer):
+        assert_rejected(create(client, bearer(issuer.id_token())), "aud")
+
+    def test_unexpected_token_type(self, client, issuer):
+        token = issuer.token(header={"typ": "dpop+jwt"})
+        assert_rejected(create(client, bearer(token)), "not an access token")
+
+    def test_token_without_kid(self, client, issuer):
+        token = issuer.token(header={"kid": None})
+        assert_rejected(create(client, bearer(token)), "key id")
+
+    @pytest.mark.parametrize("garbage", ["garbage", "a.b.c", "....", "e30.e30.e30", "x" * 20000])
+    def test_garbage(self, client, garbage):
+        response = create(client, bearer(garbage))
+        assert response.status_code == 401
+        assert response.json["code"] == "invalid_token"
+
+    def test_keys_are_never_fetched_from_the_token(self, client, issuer):
+        attacker = LocalOIDCIssuer().start()
+        try:
+            token = attacker.token(header={"jku": f"{attacker.url}.well-known/jwks.json", "x5u": attacker.url})
+            assert_rejected(create(client, bearer(token)), "unknown key")
+            assert attacker.jwks_requests == 0
+        finally:
+            attacker.stop()
+
+    def test_forged_kids_do_not_hammer_the_issuer(self, client, issuer):
+        assert create(client, bearer(issuer.token())).status_code == 201
+        for _ in range(5):
+            forged = issuer.token(key=new_key())
+            assert_rejected(create(client, bearer(forged)), "unknown key")
+        assert issuer.jwks_requests == 1
+
+
+class TestChallenges:
+    def test_missing_header(self, app, client):
+        response = create(client, {})
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert response.json["code"] == "unauthorized"
+        assert product_count(app) == 0
+
+    @pytest.mark.parametrize("value", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "Token abc"])
+    def test_not_a_bearer_credential(self, client, value):
+        response = create(client, {"Authorization": value})
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+    def test_authentication_comes_before_body_validation(self, client):
+        response = client.post("/products/create", json={"name": "", "price": "free"})
+        assert response.status_code == 401
+
+    def test_authentication_comes_before_content_type_checks(self, client):
+        response = client.post("/products/create", data="name=x")
+        assert response.status_code == 401
+
+    def test_cors_preflight_needs_no_token(self, client):
+        response = client.options(
+            "/products/create",
+            headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"},
+        )
+        assert response.status_code == 200
+        assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+
+
+class TestIssuerOutage:
+    def test_issuer_unreachable_is_503_not_500(self, make_app, issuer):
+        client = make_app(AUTH0_ISSUER=f"http://127.0.0.1:{free_port()}/").test_client()
+        started = time.monotonic()
+        response = create(client, bearer(issuer.token()))
+        assert response.status_code == 503
+        assert response.json["code"] == "issuer_unavailable"
+        assert response.headers["Retry-After"] == "5"
+        assert time.monotonic() - started < 5
+
+    def test_issuer_error_then_recovery(self, make_app, issuer, monkeypatch):
+        client = make_app().test_client()
+        issuer.mode = "error"
+        assert create(client, bearer(issuer.token())).status_code == 503
+        issuer.mode = "up"
+        # The failure backoff keeps us off the issuer briefly; once it passes, keys load.
+        monkeypatch.setattr("app.auth.verifier.FAILURE_BACKOFF_SECONDS", 0)
+        assert create(client, bearer(issuer.token())).status_code == 201
+
+    def test_cached_keys_keep_working_while_the_issuer_is_down(self, client, issuer):
+        assert create(client, bearer(issuer.token())).status_code == 201
+        issuer.mode = "error"
+        assert create(client, bearer(issuer.token())).status_code == 201
+
+
+class TestUsers:
+    def test_first_sight_creates_the_user(self, app, client, issuer):
+        token = issuer.token("auth0|carol", email="carol@example.com", name="Carol")
+        assert create(client, bearer(token)).status_code == 201
+        with app.app_context():
+            user = db.session.get(User, "auth0|carol")
+            assert (user.email, user.name, user.is_admin) == ("carol@example.com", "Carol", False)
+
+    def test_later_tokens_refresh_email_and_name(self, app, client, issuer):
+        create(client, bearer(issuer.token("auth0|carol", email="old@example.com", name="Old")))
+        create(client, bearer(issuer.token("auth0|carol", email="new@example.com", name="New")))
+        create(client, bearer(issuer.token("auth0|carol")))  # no profile claims: keep what we know
+        with app.app_context():
+            user = db.session.get(User, "auth0|carol")
+            assert (user.email, user.name) == ("new@example.com", "New")
+            assert db.session.query(User).count() == 1
+
+    @pytest.mark.parametrize(
+        "claim, is_admin",
+        [
+            (True, True),
+            ({"is_admin": True}, True),
+            (["admin"], True),
+            ({}, False),
+            ({"is_admin": "true"}, False),
+            (["user"], False),
+            (False, False),
+            ("admin", False),
+        ],
+    )
+    def test_admin_claim(self, app, client, issuer, claim, is_admin):
+        with app.app_context():
+            product_id = _someone_elses_product()
+        token = issuer.token("auth0|carol", **{ADMIN_CLAIM: claim})
+        response = client.delete(f"/products/{product_id}/delete", headers=bearer(token))
+        assert response.status_code == (200 if is_admin else 403)
+        with app.app_context():
+            assert (db.session.get(Product, product_id) is None) is is_admin
+            assert db.session.get(User, "auth0|carol").is_admin is False  # a claim is never stored
+
+    def test_a_token_without_the_claim_never_revokes_local_admin(self, app, client, issuer):
+        with app.app_context():
+            make_user("auth0|carol", is_admin=True)
+            product_id = _someone_elses_product()
+        response = client.delete(f"/products/{product_id}/delete", headers=bearer(issuer.token("auth0|carol")))
+        assert response.status_code == 200
+        with app.app_context():
+            assert db.session.get(User, "auth0|carol").is_admin is True
+
+
+def _someone_elses_product() -> int:
+    from tests.factories import make_product
+
+    return make_product(owner="auth0|dave").id
