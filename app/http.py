@@ -33,7 +33,15 @@ class _ExactJSON:
 
 
 class ApiRequest(Request):
-    json_module = _ExactJSON
+    """Flask assigns `app.json` to every request; bodies must keep the exact decoder instead."""
+
+    @property
+    def json_module(self):
+        return _ExactJSON
+
+    @json_module.setter
+    def json_module(self, _value):
+        pass
 
 
 def _start_request() -> None:

@@ -1,0 +1,396 @@
+"""The products resource, as a client sees it: status, body, headers and what is stored."""
+
+from decimal import Decimal
+
+import pytest
+
+from app.extensions import db
+from app.models import Product
+from tests.factories import make_product
+
+LAMP = {"name": "Lamp", "description": "A desk lamp", "price": 19.99, "quantity": 3}
+
+
+def stored(app, product_id: int) -> Product | None:
+    with app.app_context():
+        return db.session.get(Product, product_id)
+
+
+def count(app) -> int:
+    with app.app_context():
+        return db.session.query(Product).count()
+
+
+def seed(app, *products: dict) -> list[int]:
+    with app.app_context():
+        return [make_product(**fields).id for fields in products]
+
+
+class TestList:
+    def test_empty_table_is_an_empty_array(self, client):
+        response = client.get("/products")
+        assert response.status_code == 200
+        assert response.json == []
+        assert response.headers["X-Total-Count"] == "0"
+
+    def test_products_are_listed_with_every_field(self, app, client):
+        (product_id,) = seed(app, {"name": "Lamp", "price": Decimal("19.99"), "quantity": 3})
+        (item,) = client.get("/products").json
+        assert item["id"] == product_id
+        assert item["price"] == 19.99
+        assert set(item) == {"id", "name", "description", "price", "quantity", "user_id", "created_at", "updated_at"}
+        assert item["created_at"].endswith("Z")
+
+    def test_pagination_headers(self, app, client):
+        seed(app, *[{"name": f"P{i}"} for i in range(5)])
+        response = client.get("/products?page=2&per_page=2")
+        assert [p["name"] for p in response.json] == ["P2", "P3"]
+        assert response.headers["X-Total-Count"] == "5"
+        links = response.headers["Link"]
+        assert '<http://localhost/products?page=1&per_page=2>; rel="first"' in links
+        assert '<http://localhost/products?page=1&per_page=2>; rel="prev"' in links
+        assert '<http://localhost/products?page=3&per_page=2>; rel="next"' in links
+        assert '<http://localhost/products?page=3&per_page=2>; rel="last"' in links
+
+    def test_links_keep_the_filters(self, app, client):
+        seed(app, {"name": "Red lamp"}, {"name": "Red chair"})
+        links = client.get("/products?q=red&per_page=1&sort=-name").headers["Link"]
+        assert '<http://localhost/products?q=red&per_page=1&sort=-name&page=2>; rel="next"' in links
+
+    def test_a_page_past_the_end_is_empty(self, app, client):
+        seed(app, {"name": "Lamp"})
+        response = client.get("/products?page=9")
+        assert response.json == []
+        assert response.headers["X-Total-Count"] == "1"
+
+    def test_default_page_size_is_50(self, app, client):
+        seed(app, *[{"name": f"P{i}"} for i in range(51)])
+        assert len(client.get("/products").json) == 50
+
+    def test_search_is_case_insensitive_over_name_and_description(self, app, client):
+        seed(
+            app,
+            {"name": "Desk LAMP", "description": None},
+            {"name": "Chair", "description": "goes with a lamp"},
+            {"name": "Table", "description": "oak"},
+        )
+        response = client.get("/products?q=lamp")
+        assert sorted(p["name"] for p in response.json) == ["Chair", "Desk LAMP"]
+        assert response.headers["X-Total-Count"] == "2"
+
+    def test_search_treats_wildcards_literally(self, app, client):
+        seed(app, {"name": "100% cotton"}, {"name": "1000 cottons"})
+        assert [p["name"] for p in client.get("/products?q=100%25").json] == ["100% cotton"]
+        assert client.get("/products?q=_").json == []
+
+    def test_filter_by_owner(self, app, client):
+        seed(app, {"owner": "auth0|alice", "name": "A"}, {"owner": "auth0|bob", "name": "B"})
+        response = client.get("/products?user_id=auth0|bob")
+        assert [p["name"] for p in response.json] == ["B"]
+
+    @pytest.mark.parametrize(
+        "sort, expected",
+        [
+            ("id", ["b", "c", "a"]),
+            ("-id", ["a", "c", "b"]),
+            ("name", ["a", "b", "c"]),
+            ("-name", ["c", "b", "a"]),
+            ("price", ["c", "a", "b"]),
+            ("-price", ["b", "a", "c"]),
+        ],
+    )
+    def test_sorting(self, app, client, sort, expected):
+        seed(
+            app,
+            {"name": "b", "price": Decimal("30")},
+            {"name": "c", "price": Decimal("10")},
+            {"name": "a", "price": Decimal("20")},
+        )
+        assert [p["name"] for p in client.get(f"/products?sort={sort}").json] == expected
+
+    def test_sorting_by_creation_time_breaks_ties_by_id(self, app, client):
+        ids = seed(app, {"name": "x"}, {"name": "y"})
+        assert [p["id"] for p in client.get("/products?sort=-created_at").json] == ids[::-1]
+
+    @pytest.mark.parametrize(
+        "query, field",
+        [
+            ("page=0", "page"),
+            ("page=abc", "page"),
+            ("per_page=101", "per_page"),
+            ("per_page=0", "per_page"),
+            ("sort=owner", "sort"),
+            ("q=" + "x" * 201, "q"),
+            ("q=%00", "q"),
+            ("color=red", "color"),
+        ],
+    )
+    def test_bad_query_values_are_422(self, client, query, field):
+        response = client.get(f"/products?{query}")
+        assert response.status_code == 422
+        assert response.json["code"] == "validation_error"
+        assert [d["field"] for d in response.json["details"]] == [field]
+
+
+class TestGet:
+    def test_get_one_with_etag(self, app, client):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        response = client.get(f"/products/{product_id}")
+        assert response.status_code == 200
+        assert response.json["name"] == "Lamp"
+        assert response.headers["ETag"] == '"1"'
+
+    def test_unknown_product_is_404(self, client):
+        response = client.get("/products/12345")
+        assert response.status_code == 404
+        assert response.json == {"code": "not_found", "message": "Product 12345 was not found."}
+
+    def test_ids_out_of_range_are_rejected_not_500(self, client):
+        assert client.get("/products/99999999999999999999").status_code == 422
+        assert client.get("/products/0").status_code == 422
+        assert client.get("/products/-1").status_code == 404  # not an id at all
+
+
+class TestCreate:
+    def test_created_for_the_caller(self, app, client, user_headers):
+        response = client.post("/products/create", json=LAMP, headers=user_headers)
+        assert response.status_code == 201
+        body = response.json
+        assert body["name"] == "Lamp" and body["price"] == 19.99 and body["quantity"] == 3
+        assert body["user_id"] == "auth0|alice"
+        assert response.headers["Location"] == f"/products/{body['id']}"
+        assert response.headers["ETag"] == '"1"'
+        product = stored(app, body["id"])
+        assert (product.name, product.price, product.user_id) == ("Lamp", Decimal("19.99"), "auth0|alice")
+
+    def test_client_cannot_choose_owner_id_or_version(self, app, client, user_headers):
+        body = {**LAMP, "user_id": "auth0|bob", "id": 999, "version": 7, "created_at": "2000-01-01T00:00:00Z"}
+        response = client.post("/products/create", json=body, headers=user_headers)
+        assert response.status_code == 201
+        product = stored(app, response.json["id"])
+        assert product.user_id == "auth0|alice"
+        assert product.id != 999 and product.version == 1
+        assert product.created_at.year > 2000
+
+    def test_name_is_trimmed_and_description_optional(self, app, client, user_headers):
+        response = client.post(
+            "/products/create", json={"name": "  Lamp  ", "price": 5, "quantity": 0}, headers=user_headers
+        )
+        assert response.status_code == 201
+        assert response.json["name"] == "Lamp"
+        assert response.json["description"] is None
+
+    @pytest.mark.parametrize(
+        "price, exact",
+        [
+            (19.99, "19.99"),
+            (0.01, "0.01"),
+            (1000000000, "1000000000"),
+            ("12.50", "12.50"),
+            (999999999.99, "999999999.99"),
+        ],
+    )
+    def test_prices_are_exact(self, app, client, user_headers, price, exact):
+        response = client.post("/products/create", json={**LAMP, "price": price}, headers=user_headers)
+        assert response.status_code == 201
+        assert response.json["price"] == float(exact)
+        assert stored(app, response.json["id"]).price == Decimal(exact)
+
+    def test_a_price_with_many_digits_is_not_rounded_into_validity(self, app, client, user_headers):
+        body = '{"name": "Lamp", "price": 19.999999999999999999, "quantity": 1}'
+        response = client.post("/products/create", data=body, content_type="application/json", headers=user_headers)
+        assert response.status_code == 422
+        assert count(app) == 0
+
+    @pytest.mark.parametrize(
+        "changes, field",
+        [
+            ({"name": ""}, "name"),
+            ({"name": "   "}, "name"),
+            ({"name": "x" * 65}, "name"),
+            ({"name": "bad\x00name"}, "name"),
+            ({"name": None}, "name"),
+            ({"description": "x" * 1001}, "description"),
+            ({"price": 0}, "price"),
+            ({"price": -5}, "price"),
+            ({"price": 1.234}, "price"),
+            ({"price": 1000000000.01}, "price"),
+            ({"price": "free"}, "price"),
+            ({"price": "1e3"}, "price"),
+            ({"quantity": -1}, "quantity"),
+            ({"quantity": 1.5}, "quantity"),
+            ({"quantity": "many"}, "quantity"),
+            ({"quantity": 2**31}, "quantity"),
+        ],
+    )
+    def test_invalid_fields_are_422_with_details(self, app, client, user_headers, changes, field):
+        response = client.post("/products/create", json={**LAMP, **changes}, headers=user_headers)
+        assert response.status_code == 422
+        assert response.json["code"] == "validation_error"
+        assert field in [d["field"] for d in response.json["details"]]
+        assert count(app) == 0
+
+    def test_missing_fields_are_all_reported(self, client, user_headers):
+        response = client.post("/products/create", json={}, headers=user_headers)
+        assert response.status_code == 422
+        assert sorted(d["field"] for d in response.json["details"]) == ["name", "price", "quantity"]
+
+    def test_validation_errors_never_echo_the_input(self, client, user_headers):
+        secret = "<script>alert('s3cr3t')</script>" * 3
+        response = client.post(
+            "/products/create", json={"name": secret, "price": secret, "quantity": secret}, headers=user_headers
+        )
+        assert response.status_code == 422
+        assert "s3cr3t" not in response.get_data(as_text=True)
+
+    def test_body_must_be_json(self, app, client, user_headers):
+        response = client.post("/products/create", data="name=Lamp&price=1", headers=user_headers)
+        assert response.status_code == 415
+        assert response.json["code"] == "unsupported_media_type"
+        assert count(app) == 0
+
+    @pytest.mark.parametrize("body", ["{bad", '{"name": "a", "price": NaN, "quantity": 1}', "[1, 2", ""])
+    def test_malformed_json_is_400(self, client, user_headers, body):
+        response = client.post("/products/create", data=body, content_type="application/json", headers=user_headers)
+        assert response.status_code == 400
+        assert response.json["code"] == "invalid_json"
+
+    @pytest.mark.parametrize("body", ["[]", '"text"', "42", "null"])
+    def test_body_must_be_an_object(self, client, user_headers, body):
+        response = client.post("/products/create", data=body, content_type="application/json", headers=user_headers)
+        assert response.status_code == 422
+        assert response.json["details"] == [{"field": "body", "reason": "must be a JSON object"}]
+
+    def test_oversize_body_is_413(self, app, client, user_headers):
+        body = {**LAMP, "description": "x" * (65 * 1024)}
+        response = client.post("/products/create", json=body, headers=user_headers)
+        assert response.status_code == 413
+        assert response.json["code"] == "payload_too_large"
+        assert count(app) == 0
+
+
+class TestUpdate:
+    def test_owner_updates_any_subset(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp", "quantity": 3})
+        response = client.put(f"/products/{product_id}/update", json={"quantity": 7}, headers=user_headers)
+        assert response.status_code == 200
+        assert (response.json["name"], response.json["quantity"]) == ("Lamp", 7)
+        assert response.headers["ETag"] == '"2"'
+        assert stored(app, product_id).quantity == 7
+
+    def test_the_spa_sends_the_whole_product_back(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        spa_body = {
+            "id": 999,
+            "user_id": "auth0|bob",
+            "name": "Lamp v2",
+            "description": "",
+            "price": "21.50",
+            "quantity": "5",
+            "created_at": "2000-01-01T00:00:00Z",
+            "colour": "blue",
+        }
+        response = client.put(f"/products/{product_id}/update", json=spa_body, headers=user_headers)
+        assert response.status_code == 200
+        product = stored(app, product_id)
+        assert (product.id, product.user_id, product.name) == (product_id, "auth0|alice", "Lamp v2")
+        assert (product.price, product.quantity, product.description) == (Decimal("21.50"), 5, "")
+
+    def test_description_can_be_cleared(self, app, client, user_headers):
+        (product_id,) = seed(app, {"description": "old"})
+        response = client.put(f"/products/{product_id}/update", json={"description": None}, headers=user_headers)
+        assert response.status_code == 200
+        assert stored(app, product_id).description is None
+
+    def test_no_change_keeps_the_version(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        response = client.put(f"/products/{product_id}/update", json={"name": "Lamp"}, headers=user_headers)
+        assert response.status_code == 200
+        assert response.headers["ETag"] == '"1"'
+
+    def test_admin_may_update_anyones_product(self, app, client, admin_headers):
+        (product_id,) = seed(app, {"owner": "auth0|alice"})
+        response = client.put(f"/products/{product_id}/update", json={"name": "Fixed"}, headers=admin_headers)
+        assert response.status_code == 200
+        product = stored(app, product_id)
+        assert (product.name, product.user_id) == ("Fixed", "auth0|alice")
+
+    def test_others_are_forbidden(self, app, client, other_headers):
+        (product_id,) = seed(app, {"owner": "auth0|alice", "name": "Lamp"})
+        response = client.put(f"/products/{product_id}/update", json={"name": "Mine"}, headers=other_headers)
+        assert response.status_code == 403
+        assert response.json["code"] == "forbidden"
+        assert stored(app, product_id).name == "Lamp"
+
+    def test_unknown_product_is_404(self, client, user_headers):
+        response = client.put("/products/4242/update", json={"name": "x"}, headers=user_headers)
+        assert response.status_code == 404
+
+    def test_invalid_update_changes_nothing(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp", "price": Decimal("19.99")})
+        response = client.put(f"/products/{product_id}/update", json={"name": "New", "price": -1}, headers=user_headers)
+        assert response.status_code == 422
+        product = stored(app, product_id)
+        assert (product.name, product.price, product.version) == ("Lamp", Decimal("19.99"), 1)
+
+    def test_if_match_with_the_current_etag_succeeds(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        etag = client.get(f"/products/{product_id}").headers["ETag"]
+        response = client.put(
+            f"/products/{product_id}/update", json={"name": "New"}, headers={**user_headers, "If-Match": etag}
+        )
+        assert response.status_code == 200
+        assert response.headers["ETag"] == '"2"'
+
+    def test_a_stale_etag_is_412_and_nothing_is_overwritten(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        stale = client.get(f"/products/{product_id}").headers["ETag"]
+        client.put(f"/products/{product_id}/update", json={"name": "First"}, headers=user_headers)
+        response = client.put(
+            f"/products/{product_id}/update", json={"name": "Second"}, headers={**user_headers, "If-Match": stale}
+        )
+        assert response.status_code == 412
+        assert response.json["code"] == "precondition_failed"
+        assert stored(app, product_id).name == "First"
+
+    def test_if_match_star_matches_any_version(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        response = client.put(
+            f"/products/{product_id}/update", json={"name": "New"}, headers={**user_headers, "If-Match": "*"}
+        )
+        assert response.status_code == 200
+
+
+class TestDelete:
+    def test_owner_deletes(self, app, client, user_headers):
+        (product_id,) = seed(app, {"owner": "auth0|alice"})
+        response = client.delete(f"/products/{product_id}/delete", headers=user_headers)
+        assert response.status_code == 200
+        assert response.json == {"message": f"Product {product_id} deleted."}
+        assert stored(app, product_id) is None
+
+    def test_admin_deletes_anyones(self, app, client, admin_headers):
+        (product_id,) = seed(app, {"owner": "auth0|alice"})
+        assert client.delete(f"/products/{product_id}/delete", headers=admin_headers).status_code == 200
+        assert stored(app, product_id) is None
+
+    def test_others_are_forbidden(self, app, client, other_headers):
+        (product_id,) = seed(app, {"owner": "auth0|alice"})
+        response = client.delete(f"/products/{product_id}/delete", headers=other_headers)
+        assert response.status_code == 403
+        assert stored(app, product_id) is not None
+
+    def test_unknown_product_is_404(self, client, user_headers):
+        assert client.delete("/products/4242/delete", headers=user_headers).status_code == 404
+
+    def test_stale_if_match_keeps_the_product(self, app, client, user_headers):
+        (product_id,) = seed(app, {"owner": "auth0|alice"})
+        response = client.delete(f"/products/{product_id}/delete", headers={**user_headers, "If-Match": '"7"'})
+        assert response.status_code == 412
+        assert stored(app, product_id) is not None
+
+    def test_anonymous_is_401(self, app, client):
+        (product_id,) = seed(app, {"owner": "auth0|alice"})
+        response = client.delete(f"/products/{product_id}/delete")
+        assert response.status_code == 401
+        assert stored(app, product_id) is not None
