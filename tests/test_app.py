@@ -1,0 +1,204 @@
+"""Cross-cutting behaviour: configuration, error shapes, CORS, docs, request ids and logs."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app import ConfigError, create_app
+from tests.live import ROOT
+
+
+class TestConfiguration:
+    @pytest.mark.parametrize(
+        "env, named",
+        [
+            ({"AUTH_MODE": "auth0", "API_AUDIENCE": ""}, "API_AUDIENCE"),
+            ({"AUTH_MODE": "sometimes"}, "AUTH_MODE"),
+            ({"AUTH_MODE": "auth0", "AUTH0_ISSUER": "", "AUTH0_DOMAIN": ""}, "AUTH0_DOMAIN"),
+            ({"AUTH0_ISSUER": "", "AUTH0_DOMAIN": "https://tenant.auth0.com/"}, "AUTH0_DOMAIN"),
+            ({"AUTH0_ISSUER": "ftp://issuer.example/"}, "AUTH0_ISSUER"),
+            ({"CORS_ORIGINS": "*"}, "CORS_ORIGINS"),
+            ({"CORS_ORIGINS": "localhost:3000"}, "CORS_ORIGINS"),
+            ({"CORS_ORIGINS": "http://localhost:3000/app"}, "CORS_ORIGINS"),
+            ({"HTTP_TIMEOUT": "soon"}, "HTTP_TIMEOUT"),
+            ({"JWT_LEEWAY": "-5"}, "JWT_LEEWAY"),
+            ({"DATABASE_URL": "dmarket.db"}, "DATABASE_URL"),
+            ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+            ({"APP_ENV": "staging"}, "APP_ENV"),
+            ({"APP_ENV": "production", "SECRET_KEY": "short"}, "SECRET_KEY"),
+            ({"APP_ENV": "production", "AUTH_MODE": "local", "SECRET_KEY": "s" * 40}, "AUTH_MODE=local"),
+        ],
+    )
+    def test_bad_settings_stop_start_up_naming_the_setting(self, tmp_path, issuer, env, named):
+        config = {"INSTANCE_PATH": str(tmp_path), "AUTH0_ISSUER": issuer.url, "API_AUDIENCE": "https://api", **env}
+        with pytest.raises(ConfigError, match=named):
+            create_app(config)
+
+    def test_auth0_domain_gives_issuer_and_mode(self, tmp_path):
+        app = create_app({"INSTANCE_PATH": str(tmp_path), "AUTH0_DOMAIN": "shop.eu.auth0.com", "API_AUDIENCE": "a"})
+        assert app.config["AUTH_MODE"] == "auth0"
+        assert app.config["AUTH0_ISSUER"] == "https://shop.eu.auth0.com/"
+
+    def test_nothing_configured_means_local_mode_on_sqlite_in_instance(self, tmp_path):
+        app = create_app({"INSTANCE_PATH": str(tmp_path), "AUTH0_DOMAIN": "", "AUTH0_ISSUER": ""})
+        assert app.config["AUTH_MODE"] == "local"
+        assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'dmarket.sqlite3'}"
+        assert app.config["CORS_ORIGINS"] == ["http://localhost:3000"]
+
+    @pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+    def test_provider_style_postgres_urls_use_psycopg3(self, tmp_path, scheme):
+        app = create_app({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": f"{scheme}://u:p@db:5432/shop"})
+        assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db:5432/shop"
+
+    def test_wsgi_entry_point_prints_one_clear_line(self, tmp_path):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH", "API_", "DATABASE"))}
+        env.update({"AUTH0_DOMAIN": "shop.eu.auth0.com", "API_AUDIENCE": ""})
+        result = subprocess.run(
+            [sys.executable, "-c", "import wsgi"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines()[-1] == (
+            "DMarket API configuration error: API_AUDIENCE is required when AUTH_MODE=auth0"
+        )
+        assert "Traceback" not in result.stderr
+
+
+class TestErrors:
+    def test_unknown_route_is_json_404(self, client):
+        response = client.get("/nowhere")
+        assert response.status_code == 404
+        assert response.is_json and response.json["code"] == "not_found"
+
+    def test_wrong_method_is_json_405_and_keeps_allow(self, client):
+        response = client.delete("/products")
+        assert response.status_code == 405
+        assert response.json["code"] == "method_not_allowed"
+        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+
+    def test_unexpected_errors_are_json_500_without_details(self, make_app, capsys):
+        app = make_app()
+
+        @app.get("/boom", doc_ui=False)
+        def boom():
+            raise RuntimeError("secret internals")
+
+        response = app.test_client().get("/boom")
+        assert response.status_code == 500
+        assert response.json == {
+            "code": "internal_error",
+            "message": "An unexpected error occurred; it has been logged.",
+        }
+        assert "secret internals" not in response.get_data(as_text=True)
+        assert "RuntimeError: secret internals" in capsys.readouterr().err
+
+
+class TestCors:
+    def test_allowed_origin_with_credentials(self, client):
+        response = client.get("/products", headers={"Origin": "http://localhost:3000"})
+        assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        assert response.headers["Access-Control-Allow-Credentials"] == "true"
+        exposed = {h.strip() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
+        assert {"ETag", "X-Total-Count", "Link", "Location"} <= exposed
+
+    def test_other_origins_get_no_cors_headers(self, client):
+        response = client.get("/products", headers={"Origin": "https://evil.example"})
+        assert response.status_code == 200
+        assert not [h for h in response.headers.keys() if h.startswith("Access-Control")]
+
+    def test_preflight_allows_authorization_and_if_match(self, client):
+        response = client.options(
+            "/products/1/update",
+            headers={
+                "Origin": "http://localhost:3000",
+                "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "authorization, if-match, content-type",
+            },
+        )
+        assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
+        assert set(response.headers["Access-Control-Allow-Headers"].split(", ")) == {
+            "authorization",
+            "if-match",
+            "content-type",
+        }
+
+    def test_configured_origins(self, make_app):
+        client = make_app(CORS_ORIGINS="https://shop.example, https://admin.example").test_client()
+        for origin in ("https://shop.example", "https://admin.example"):
+            assert client.get("/products", headers={"Origin": origin}).headers["Access-Control-Allow-Origin"] == origin
+        assert (
+            "Access-Control-Allow-Origin"
+            not in client.get("/products", headers={"Origin": "http://localhost:3000"}).headers
+        )
+
+
+class TestDocs:
+    def test_root_redirects_to_the_docs(self, client):
+        response = client.get("/")
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/openapi"
+
+    def test_swagger_ui_is_served_by_the_app(self, client):
+        page = client.get("/openapi", follow_redirects=True)
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        assert "SwaggerUIBundle" in html and 'new URL("openapi.json"' in html
+        assert "https://" not in html and "//cdn" not in html
+        for asset in ("swagger/js/swagger-ui-bundle.js", "swagger/css/swagger-ui.css"):
+            with client.get(f"/openapi/{asset}") as response:
+                assert response.status_code == 200
+
+    def test_every_route_is_documented(self, app, client):
+        spec = client.get("/openapi/openapi.json").json
+        documented = {(path, method.upper()) for path, item in spec["paths"].items() for method in item}
+        for rule in app.url_map.iter_rules():
+            if rule.endpoint == "static" or rule.endpoint.startswith(("openapi", "swagger", "index")):
+                continue
+            path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+            for method in rule.methods - {"HEAD", "OPTIONS"}:
+                assert (path, method) in documented, f"{method} {path} is missing from the spec"
+
+    def test_protected_operations_declare_bearer_security_and_their_errors(self, client):
+        spec = client.get("/openapi/openapi.json").json
+        assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+        expectations = {
+            ("/products/create", "post"): {"201", "401", "413", "415", "422", "500"},
+            ("/products/{product_id}/update", "put"): {"200", "401", "403", "404", "412", "422"},
+            ("/products/{product_id}/delete", "delete"): {"200", "401", "403", "404", "412"},
+        }
+        for (path, method), statuses in expectations.items():
+            operation = spec["paths"][path][method]
+            assert operation["security"] == [{"bearerAuth": []}]
+            assert statuses <= set(operation["responses"]), path
+        assert "security" not in spec["paths"]["/products"]["get"]
+
+    def test_error_responses_use_the_error_schema(self, client):
+        spec = client.get("/openapi/openapi.json").json
+        for item in spec["paths"].values():
+            for operation in item.values():
+                for status, response in operation["responses"].items():
+                    if status.startswith(("4", "5")):
+                        schema = response["content"]["application/json"]["schema"]
+                        assert schema == {"$ref": "#/components/schemas/ErrorOut"}
+
+
+class TestRequestIds:
+    def test_a_valid_request_id_is_echoed(self, client):
+        assert client.get("/products", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+
+    @pytest.mark.parametrize("incoming", [None, "has spaces", "x" * 200, "<script>"])
+    def test_otherwise_one_is_generated(self, client, incoming):
+        headers = {"X-Request-ID": incoming} if incoming else {}
+        generated = client.get("/products", headers=headers).headers["X-Request-ID"]
+        assert len(generated) == 32 and generated != incoming
+
+    def test_one_access_log_line_per_request(self, make_app, capsys):
+        client = make_app(LOG_LEVEL="INFO").test_client()
+        capsys.readouterr()
+        client.get("/products?page=1", headers={"X-Request-ID": "req-42"})
+        lines = [line for line in capsys.readouterr().err.splitlines() if "app.access" in line]
+        assert len(lines) == 1
+        assert "[req-42] app.access: GET /products 200 " in lines[0]
+        assert lines[0].endswith("ms")
