@@ -1,15 +1,17 @@
 """DMarket API: a products marketplace back-end with verified bearer tokens."""
 
 from flask import redirect
-from flask_openapi3 import Info, OpenAPI
+from flask_openapi3 import Info
 from flask_openapi3_swagger.templates import swagger_html_string
+from sqlalchemy import event
 
-from app import auth
+from app import auth, limits
 from app.config import ConfigError, load_settings
 from app.errors import register_error_handlers, validation_error_response
 from app.extensions import cors, db, migrate
 from app.http import register_body_guard, register_request_hooks
 from app.logs import configure_logging
+from app.openapi import DMarketOpenAPI
 from app.schemas.common import ErrorOut
 
 __all__ = ["ConfigError", "create_app"]
@@ -29,9 +31,9 @@ SWAGGER_AT_ROOT = swagger_html_string.replace("{{doc_url}}", "openapi.json").rep
 )
 
 
-def create_app(config: dict | None = None) -> OpenAPI:
+def create_app(config: dict | None = None) -> DMarketOpenAPI:
     """Build the app. `config` (environment-style names) replaces reading the environment/.env."""
-    app = OpenAPI(
+    app = DMarketOpenAPI(
         __name__,
         instance_path=(config or {}).get("INSTANCE_PATH"),
         info=Info(title="DMarket API", version=__version__, description="Products marketplace API."),
@@ -48,31 +50,57 @@ def create_app(config: dict | None = None) -> OpenAPI:
     register_extensions(app)
     register_request_hooks(app)
     auth.init_app(app)
+    limiter = limits.init_app(app)
     register_body_guard(app)
-    register_blueprints(app)
+    register_blueprints(app, limiter)
     register_error_handlers(app)
     return app
 
 
-def register_extensions(app: OpenAPI) -> None:
+def register_extensions(app: DMarketOpenAPI) -> None:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db)
     cors.init_app(
         app,
         origins=app.config["CORS_ORIGINS"],
         supports_credentials=True,
         allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
-        expose_headers=["ETag", "Link", "Location", "X-Total-Count", "X-Request-ID", "Retry-After"],
+        expose_headers=[
+            "ETag",
+            "Link",
+            "Location",
+            "X-Total-Count",
+            "X-Request-ID",
+            "Retry-After",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+        ],  # fmt: skip
         methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
         max_age=600,
         always_send=False,
     )
 
 
-def register_blueprints(app: OpenAPI) -> None:
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL lets readers run beside a writer; SQLite leaves foreign keys off unless asked."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def register_blueprints(app: DMarketOpenAPI, limiter) -> None:
     from app import models  # noqa: F401  (models must be known to Flask-Migrate)
+    from app.routes.health import bp as health_bp
     from app.routes.products import bp as products_bp
 
+    limits.limit_writes(limiter, products_bp)
+    limiter.exempt(health_bp)
+    app.register_api(health_bp)
     app.register_api(products_bp)
     app.add_url_rule("/", "index", lambda: redirect("/openapi"))

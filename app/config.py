@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
+from limits import parse_many
 
 DEFAULT_ADMIN_CLAIM = "https://localhost:5000/app_metadata"
 DEFAULT_CORS_ORIGINS = "http://localhost:3000"
@@ -62,6 +63,59 @@ def database_url(raw: str) -> str:
         if raw.startswith(prefix):
             return "postgresql+psycopg://" + raw[len(prefix) :]
     return raw
+
+
+def _bool(env: Mapping, name: str, default: bool) -> bool:
+    raw = _str(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _rate(env: Mapping, name: str, default: str) -> str:
+    value = _str(env, name, default)
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate like '60 per minute' or '10/second', got {value!r}") from None
+    return value
+
+
+def _engine_options(env: Mapping, url: str) -> dict:
+    """Pool settings for PostgreSQL; a busy timeout for SQLite (WAL is switched on per connection)."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": _int(env, "SQLITE_BUSY_TIMEOUT", 15, minimum=0)}}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": _int(env, "DB_POOL_SIZE", 5, minimum=1),
+        "max_overflow": _int(env, "DB_MAX_OVERFLOW", 10),
+        "pool_recycle": _int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
+        "pool_timeout": _int(env, "DB_POOL_TIMEOUT", 10, minimum=1),
+        "connect_args": {"connect_timeout": _int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1)},
+    }
+
+
+def _serving(env: Mapping) -> dict:
+    storage = _str(env, "RATELIMIT_STORAGE_URI", "memory://")
+    if not re.match(r"^(memory|redis|rediss|redis\+cluster|redis\+sentinel)://", storage):
+        raise ConfigError(f"RATELIMIT_STORAGE_URI must be memory:// or a redis:// URL, got {storage!r}")
+    log_format = _str(env, "LOG_FORMAT", "text").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {log_format!r}")
+    return {
+        "LOG_FORMAT": log_format,
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
+        "RATELIMIT_ENABLED": _bool(env, "RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": storage,
+        "RATELIMIT_KEY_PREFIX": _str(env, "RATELIMIT_KEY_PREFIX", "dmarket"),
+        "RATELIMIT_DEFAULT": _rate(env, "RATELIMIT_DEFAULT", "1200 per minute"),
+        "RATELIMIT_WRITES": _rate(env, "RATELIMIT_WRITES", "60 per minute"),
+        "RATELIMIT_LOGIN": _rate(env, "RATELIMIT_LOGIN", "20 per minute"),
+    }
 
 
 def _auth(env: Mapping, app_env: str) -> dict:
@@ -130,9 +184,11 @@ def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
         "APP_ENV": app_env,
         "SECRET_KEY": secret or INSECURE_SECRET,
         "SQLALCHEMY_DATABASE_URI": db_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, db_url),
         "CORS_ORIGINS": _origins(env),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
         "LOG_LEVEL": (_str(env, "LOG_LEVEL", "INFO")).upper(),
+        **_serving(env),
         **_auth(env, app_env),
     }
     if settings["LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -1,5 +1,7 @@
-"""Request plumbing: request ids, the access log, exact JSON numbers, and the JSON body guard."""
+"""Request plumbing: request ids, the access log, security headers, exact JSON numbers, the body guard."""
 
+import base64
+import hashlib
 import inspect
 import json
 import logging
@@ -9,12 +11,21 @@ import uuid
 from decimal import Decimal
 
 from flask import Flask, Request, current_app, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.errors import ApiError, UnsupportedMediaType, ValidationFailed
 
 access_log = logging.getLogger("app.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
+JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
+# Pages (Swagger UI, the local sign-in page): our own assets; inline scripts only by hash.
+HTML_CSP = (
+    "default-src 'self'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; object-src 'none'"
+)
 
 
 def _reject_constant(name: str):
@@ -82,14 +93,48 @@ def _finish_request(response):
         request.path,
         response.status_code,
         elapsed_ms,
-        extra={"status": response.status_code, "duration_ms": round(elapsed_ms, 1)},
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round(elapsed_ms, 1),
+            "remote_addr": request.remote_addr,
+        },
     )
+    return response
+
+
+def _script_hashes(body: bytes) -> str:
+    digests = (hashlib.sha256(script).digest() for script in _INLINE_SCRIPT.findall(body))
+    return "".join(f" 'sha256-{base64.b64encode(d).decode()}'" for d in digests)
+
+
+def _security_headers(response):
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if "Content-Security-Policy" not in headers:
+        if response.mimetype == "text/html" and not response.direct_passthrough:
+            headers["Content-Security-Policy"] = HTML_CSP.format(hashes=_script_hashes(response.get_data()))
+        elif response.mimetype == "text/html":
+            headers["Content-Security-Policy"] = HTML_CSP.format(hashes="")
+        else:
+            headers["Content-Security-Policy"] = JSON_CSP
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
     return response
 
 
 def register_request_hooks(app: Flask) -> None:
     app.request_class = ApiRequest
+    proxies = app.config["TRUSTED_PROXIES"]
+    if proxies:
+        # Only the last N hops are ours: X-Forwarded-* beyond them could be forged by the client.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
     app.before_request(_start_request)
+    app.after_request(_security_headers)
     app.after_request(_finish_request)
 
 

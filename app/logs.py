@@ -1,7 +1,9 @@
 """Logging, configured by the factory: one line per request, each tagged with its request id."""
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
 
 from flask import Flask, g, has_request_context
 
@@ -14,9 +16,34 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# Fields the access log attaches to its records (see app.http).
+_EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "remote_addr")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers (LOG_FORMAT=json)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        entry.update({key: getattr(record, key) for key in _EXTRA_FIELDS if hasattr(record, key)})
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def make_formatter(log_format: str) -> logging.Formatter:
+    return JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT)
+
+
 def configure_logging(app: Flask) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(make_formatter(app.config["LOG_FORMAT"]))
     handler.addFilter(RequestIdFilter())
     logger = logging.getLogger("app")
     logger.handlers[:] = [handler]

@@ -101,6 +101,16 @@ class JWKSCache:
         self._fetched_at = now
         log.info("loaded %d signing key(s) from the issuer", len(self._keys.keys))
 
+    def ready(self) -> bool:
+        """Keys are cached, or can be fetched now (readiness probes warm the cache this way)."""
+        with self._lock:
+            if self._keys is None:
+                try:
+                    self._refresh()
+                except IssuerUnavailable:
+                    return False
+        return True
+
     def key_for(self, kid: str):
         with self._lock:
             if self._keys is None:
