@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export FLASK_APP := wsgi.py
 
-.PHONY: run test lint format clean
+.PHONY: run serve test test-postgres lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,19 @@ run: $(VENV)/.runtime
 	$(BIN)/flask db upgrade
 	$(BIN)/flask run --port 5000
 
+## serve: production-style serving with gunicorn (gunicorn.conf.py: PORT, WEB_CONCURRENCY, ...)
+serve: $(VENV)/.runtime
+	$(BIN)/flask db upgrade
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
 ## test: the whole test suite
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## test-postgres: the whole suite again on PostgreSQL (each test in a schema of its own)
+TEST_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
+test-postgres: $(VENV)/.dev
+	TEST_DATABASE_URL=$(TEST_DATABASE_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 ## lint: ruff lint and format check
 lint: $(VENV)/.dev

@@ -95,7 +95,10 @@ def _engine_options(env: Mapping, url: str) -> dict:
         "max_overflow": _int(env, "DB_MAX_OVERFLOW", 10),
         "pool_recycle": _int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
         "pool_timeout": _int(env, "DB_POOL_TIMEOUT", 10, minimum=1),
-        "connect_args": {"connect_timeout": _int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1)},
+        "connect_args": {
+            "connect_timeout": _int(env, "DB_CONNECT_TIMEOUT", 5, minimum=1),
+            "application_name": _str(env, "DB_APPLICATION_NAME", "dmarket-api"),
+        },
     }
 
 

@@ -19,20 +19,21 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """`gunicorn wsgi:app` with the given environment; started and stopped by the test."""
+    """`gunicorn -c gunicorn.conf.py wsgi:app` with the given environment; started and stopped by the test."""
 
     def __init__(self, env: dict, workers: int = 2, port: int | None = None, extra_args: tuple = ()):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LOG_LEVEL": "WARNING", **{k: str(v) for k, v in env.items()}}
-        self.args = [
-            sys.executable, "-m", "gunicorn",
-            "--bind", f"127.0.0.1:{self.port}",
-            "--workers", str(workers),
-            "--graceful-timeout", "5",
-            *extra_args,
-            "wsgi:app",
-        ]  # fmt: skip
+        self.env = {
+            **os.environ,
+            "LOG_LEVEL": "WARNING",
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "WEB_CONCURRENCY": str(workers),
+            "GUNICORN_GRACEFUL_TIMEOUT": "5",
+            **{k: str(v) for k, v in env.items()},
+        }
+        self.args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", *extra_args, "wsgi:app"]
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> "LiveServer":

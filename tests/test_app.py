@@ -1,5 +1,8 @@
-"""Cross-cutting behaviour: configuration, error shapes, CORS, docs, request ids and logs."""
+"""Cross-cutting behaviour: configuration, error shapes, CORS, docs, headers, request ids and logs."""
 
+import base64
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +32,12 @@ class TestConfiguration:
             ({"APP_ENV": "staging"}, "APP_ENV"),
             ({"APP_ENV": "production", "SECRET_KEY": "short"}, "SECRET_KEY"),
             ({"APP_ENV": "production", "AUTH_MODE": "local", "SECRET_KEY": "s" * 40}, "AUTH_MODE=local"),
+            ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+            ({"RATELIMIT_WRITES": "lots"}, "RATELIMIT_WRITES"),
+            ({"RATELIMIT_STORAGE_URI": "file:///tmp/x"}, "RATELIMIT_STORAGE_URI"),
+            ({"RATELIMIT_ENABLED": "maybe"}, "RATELIMIT_ENABLED"),
+            ({"DB_POOL_SIZE": "0", "DATABASE_URL": "postgresql://db/x"}, "DB_POOL_SIZE"),
+            ({"TRUSTED_PROXIES": "-1"}, "TRUSTED_PROXIES"),
         ],
     )
     def test_bad_settings_stop_start_up_naming_the_setting(self, tmp_path, issuer, env, named):
@@ -51,6 +60,13 @@ class TestConfiguration:
     def test_provider_style_postgres_urls_use_psycopg3(self, tmp_path, scheme):
         app = create_app({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": f"{scheme}://u:p@db:5432/shop"})
         assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db:5432/shop"
+
+    def test_postgres_pool_is_configurable(self, tmp_path):
+        app = create_app({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": "postgresql://db/shop", "DB_POOL_SIZE": "20"})
+        options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
+        assert options["pool_pre_ping"] is True
+        assert options["pool_size"] == 20
+        assert options["pool_recycle"] == 1800
 
     def test_wsgi_entry_point_prints_one_clear_line(self, tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH", "API_", "DATABASE"))}
@@ -204,3 +220,65 @@ class TestRequestIds:
         assert len(lines) == 1
         assert "[req-42] app.access: GET /products 200 " in lines[0]
         assert lines[0].endswith("ms")
+
+
+class TestSecurityHeaders:
+    def test_json_responses_forbid_everything_a_page_could_do(self, client):
+        headers = client.get("/products").headers
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+        assert "Strict-Transport-Security" not in headers
+
+    def test_errors_carry_them_too(self, client):
+        assert client.get("/nowhere").headers["X-Content-Type-Options"] == "nosniff"
+
+    def test_docs_page_allows_its_own_scripts_and_only_its_own_inline_script(self, client):
+        response = client.get("/openapi/")
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'self' 'sha256-" in csp
+        assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+        assert "connect-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        inline = response.get_data().split(b"<script>")[1].split(b"</script>")[0]
+        assert base64.b64encode(hashlib.sha256(inline).digest()).decode() in csp
+
+    def test_hsts_only_over_https(self, client):
+        headers = client.get("/products", base_url="https://api.example.com").headers
+        assert headers["Strict-Transport-Security"].startswith("max-age=31536000")
+
+    def test_https_behind_a_trusted_proxy_counts_as_https(self, make_app):
+        client = make_app(TRUSTED_PROXIES="1").test_client()
+        headers = client.get("/products", headers={"X-Forwarded-Proto": "https"}).headers
+        assert "Strict-Transport-Security" in headers
+
+    def test_forwarded_headers_are_ignored_without_trusted_proxies(self, client):
+        headers = client.get("/products", headers={"X-Forwarded-Proto": "https"}).headers
+        assert "Strict-Transport-Security" not in headers
+
+
+class TestJsonLogs:
+    def test_every_line_is_a_json_object_with_the_request_id(self, make_app, capsys):
+        client = make_app(LOG_LEVEL="INFO", LOG_FORMAT="json").test_client()
+        capsys.readouterr()
+        client.get("/products?page=1", headers={"X-Request-ID": "req-7"})
+        entries = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+        access = [e for e in entries if e["logger"] == "app.access"]
+        assert len(access) == 1
+        assert access[0]["request_id"] == "req-7"
+        assert access[0]["method"] == "GET" and access[0]["path"] == "/products" and access[0]["status"] == 200
+        assert isinstance(access[0]["duration_ms"], float)
+        assert access[0]["time"].endswith("+00:00")
+
+    def test_errors_keep_their_traceback_inside_the_json_line(self, make_app, capsys):
+        app = make_app(LOG_FORMAT="json")
+
+        @app.get("/boom")
+        def boom():
+            raise RuntimeError("kaboom")
+
+        capsys.readouterr()
+        assert app.test_client().get("/boom", headers={"X-Request-ID": "req-9"}).status_code == 500
+        lines = capsys.readouterr().err.splitlines()
+        entry = next(json.loads(line) for line in lines if '"unhandled error"' in line)
+        assert entry["request_id"] == "req-9" and "RuntimeError: kaboom" in entry["exception"]

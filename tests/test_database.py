@@ -1,0 +1,79 @@
+"""The database under the API: SQLite tuned for several workers, PostgreSQL surviving outages."""
+
+import uuid
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app.extensions import db
+from app.models import Product
+from tests.databases import postgres_base_url
+from tests.factories import make_product
+from tests.tcpproxy import TcpProxy
+
+PRODUCT = {"name": "Lamp", "description": "A desk lamp", "price": "19.99", "quantity": 1}
+needs_postgres = pytest.mark.skipif(not postgres_base_url(), reason="set TEST_DATABASE_URL to run on PostgreSQL")
+
+
+def products_in(app) -> int:
+    with app.app_context():
+        return db.session.query(Product).count()
+
+
+@pytest.mark.skipif(bool(postgres_base_url()), reason="SQLite only")
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(app):
+    with app.app_context():
+        assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+@needs_postgres
+def test_killed_connections_are_replaced_without_an_error(make_app):
+    name = f"dmarket-test-{uuid.uuid4().hex[:8]}"
+    app = make_app(DB_APPLICATION_NAME=name)
+    client = app.test_client()
+    with app.app_context():
+        make_product()
+        db.session.remove()
+    assert client.get("/products").status_code == 200  # the pool now holds a connection
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        ).scalar()
+    admin.dispose()
+    assert killed >= 1
+    response = client.get("/products")
+    assert response.status_code == 200
+    assert response.json[0]["name"] == "Lamp"
+
+
+@needs_postgres
+def test_an_outage_answers_503_then_the_first_request_after_it_succeeds(make_app, database_url, user_headers):
+    real = urlsplit(database_url)
+    proxy = TcpProxy(real.hostname, real.port or 5432).start()
+    through_proxy = real._replace(netloc=f"{real.username}@127.0.0.1:{proxy.port}").geturl()
+    app = make_app(DATABASE_URL=through_proxy, DB_CONNECT_TIMEOUT="2")
+    client = app.test_client()
+    assert client.post("/products/create", json=PRODUCT, headers=user_headers).status_code == 201
+
+    proxy.cut()
+    for _ in range(2):
+        response = client.post("/products/create", json=PRODUCT, headers=user_headers)
+        assert response.status_code == 503
+        assert response.json["code"] == "database_unavailable"
+        assert response.headers["Retry-After"] == "5"
+    assert client.get("/products").status_code == 503
+
+    proxy.restore()
+    assert client.get("/products").status_code == 200
+    assert client.post("/products/create", json=PRODUCT, headers=user_headers).status_code == 201
+    proxy.cut()
+    direct = make_app(DATABASE_URL=database_url)
+    assert products_in(direct) == 2  # nothing from the outage was half-written

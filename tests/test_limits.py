@@ -1,0 +1,97 @@
+"""Rate limits: per signed-in user for writes, per IP otherwise; shared through Redis when configured."""
+
+import uuid
+
+import pytest
+import redis
+
+from tests.factories import bearer
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PRODUCT = {"name": "Lamp", "description": "A desk lamp", "price": "19.99", "quantity": 1}
+
+
+@pytest.fixture
+def redis_prefix():
+    """A key prefix of this test's own in the shared Redis, removed afterwards."""
+    prefix = f"dmarket-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    server = redis.Redis.from_url(REDIS_URL)
+    for key in server.scan_iter(f"*{prefix}*"):
+        server.delete(key)
+    server.close()
+
+
+def create(client, headers):
+    return client.post("/products/create", json=PRODUCT, headers=headers)
+
+
+def count_products(app) -> int:
+    from app.extensions import db
+    from app.models import Product
+
+    with app.app_context():
+        return db.session.query(Product).count()
+
+
+def test_writes_over_the_limit_get_429_json_with_retry_after(make_app, user_headers):
+    app = make_app(RATELIMIT_WRITES="2 per minute")
+    client = app.test_client()
+    assert [create(client, user_headers).status_code for _ in range(2)] == [201, 201]
+    response = create(client, user_headers)
+    assert response.status_code == 429
+    assert response.json["code"] == "rate_limited"
+    assert "2 per 1 minute" in response.json["message"]
+    assert 0 < int(response.headers["Retry-After"]) <= 60
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    assert count_products(app) == 2  # the refused write wrote nothing
+
+
+def test_each_user_has_a_budget_of_their_own(make_app, user_headers, other_headers):
+    client = make_app(RATELIMIT_WRITES="1 per minute").test_client()
+    assert create(client, user_headers).status_code == 201
+    assert create(client, user_headers).status_code == 429
+    assert create(client, other_headers).status_code == 201
+
+
+def test_reads_do_not_spend_the_write_budget(make_app, user_headers):
+    client = make_app(RATELIMIT_WRITES="1 per minute").test_client()
+    for _ in range(5):
+        assert client.get("/products", headers=user_headers).status_code == 200
+    assert create(client, user_headers).status_code == 201
+
+
+def test_anonymous_clients_are_counted_by_ip(make_app):
+    client = make_app(RATELIMIT_DEFAULT="2 per minute").test_client()
+    ok = {"REMOTE_ADDR": "203.0.113.1"}
+    assert [client.get("/products", environ_base=ok).status_code for _ in range(3)] == [200, 200, 429]
+    assert client.get("/products", environ_base={"REMOTE_ADDR": "203.0.113.2"}).status_code == 200
+
+
+def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_app):
+    trusting = make_app(RATELIMIT_DEFAULT="1 per minute", TRUSTED_PROXIES="1").test_client()
+    for client_ip in ("198.51.100.1", "198.51.100.2"):
+        assert trusting.get("/products", headers={"X-Forwarded-For": client_ip}).status_code == 200
+    naive = make_app(RATELIMIT_DEFAULT="1 per minute").test_client()
+    statuses = [naive.get("/products", headers={"X-Forwarded-For": ip}).status_code for ip in ("1.1.1.1", "2.2.2.2")]
+    assert statuses == [200, 429]  # a client cannot mint itself new budgets by forging the header
+
+
+def test_limits_can_be_switched_off(make_app, user_headers):
+    client = make_app(RATELIMIT_ENABLED="false", RATELIMIT_WRITES="1 per minute").test_client()
+    assert [create(client, user_headers).status_code for _ in range(3)] == [201, 201, 201]
+
+
+def test_redis_shares_the_count_between_instances(make_app, user_headers, redis_prefix):
+    settings = {"RATELIMIT_STORAGE_URI": REDIS_URL, "RATELIMIT_KEY_PREFIX": redis_prefix, "RATELIMIT_WRITES": "3/min"}
+    first, second = make_app(**settings).test_client(), make_app(**settings).test_client()
+    statuses = [create(client, user_headers).status_code for client in (first, second, first, second)]
+    assert statuses == [201, 201, 201, 429]
+    assert any(redis.Redis.from_url(REDIS_URL).scan_iter(f"*{redis_prefix}*"))
+
+
+def test_an_unreachable_redis_does_not_take_the_api_down(make_app, issuer):
+    client = make_app(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", RATELIMIT_WRITES="1 per minute").test_client()
+    headers = bearer(issuer.token("auth0|carol", email="carol@example.com"))
+    assert create(client, headers).status_code == 201
+    assert create(client, headers).status_code == 429  # counted in memory meanwhile
