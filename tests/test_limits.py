@@ -83,7 +83,7 @@ def test_limits_can_be_switched_off(make_app, user_headers):
 
 
 def test_redis_shares_the_count_between_instances(make_app, user_headers, redis_prefix):
-    settings = {"RATELIMIT_STORAGE_URI": REDIS_URL, "RATELIMIT_KEY_PREFIX": redis_prefix, "RATELIMIT_WRITES": "3/min"}
+    settings = {"RATELIMIT_STORAGE_URI": REDIS_URL, "RATELIMIT_KEY_PREFIX": redis_prefix, "RATELIMIT_WRITES": "3/hour"}
     first, second = make_app(**settings).test_client(), make_app(**settings).test_client()
     statuses = [create(client, user_headers).status_code for client in (first, second, first, second)]
     assert statuses == [201, 201, 201, 429]
