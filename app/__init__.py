@@ -23,7 +23,14 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "bearerFormat": "JWT",
         "description": "An RS256 access token from the configured issuer (Auth0, or `flask auth token` locally).",
-    }
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "dmarket_session",
+        "description": "Set by signing in at /login. Writes authenticated by it alone must send an Origin "
+        "(or Referer) that is the API itself or one of CORS_ORIGINS.",
+    },
 }
 # Swagger UI itself at /openapi/ (assets are served by the app: no CDN, works offline).
 SWAGGER_AT_ROOT = swagger_html_string.replace("{{doc_url}}", "openapi.json").replace(
@@ -96,11 +103,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def register_blueprints(app: DMarketOpenAPI, limiter) -> None:
     from app import models  # noqa: F401  (models must be known to Flask-Migrate)
+    from app.routes.admin import bp as admin_bp
     from app.routes.health import bp as health_bp
     from app.routes.products import bp as products_bp
+    from app.routes.users import bp as users_bp
 
-    limits.limit_writes(limiter, products_bp)
+    signin_bp = auth.signin_blueprint(app)
+    limits.limit_writes(limiter, products_bp, admin_bp, users_bp)
+    limits.limit_sign_in(limiter, signin_bp)
     limiter.exempt(health_bp)
-    app.register_api(health_bp)
-    app.register_api(products_bp)
+    for bp in (health_bp, products_bp, users_bp, admin_bp, signin_bp):
+        app.register_api(bp)
     app.add_url_rule("/", "index", lambda: redirect("/openapi"))

@@ -143,6 +143,12 @@ def _auth(env: Mapping, app_env: str) -> dict:
             raise ConfigError("API_AUDIENCE is required when AUTH_MODE=auth0")
     if not issuer.endswith("/"):
         issuer += "/"
+    callback = _str(env, "AUTH0_CALLBACK_URL")
+    logout_to = _str(env, "LOGOUT_REDIRECT_URL")
+    admin_emails = [e.strip().lower() for e in (_str(env, "ADMIN_EMAILS", "") or "").split(",") if e.strip()]
+    for email in admin_emails:
+        if "@" not in email:
+            raise ConfigError(f"ADMIN_EMAILS entries must be email addresses, got {email!r}")
     return {
         "AUTH_MODE": mode,
         "AUTH0_DOMAIN": domain or urlsplit(issuer).netloc,
@@ -154,10 +160,14 @@ def _auth(env: Mapping, app_env: str) -> dict:
         "HTTP_TIMEOUT": _int(env, "HTTP_TIMEOUT", 5, minimum=1),
         "CLIENT_ID": _str(env, "CLIENT_ID"),
         "CLIENT_SECRET": _str(env, "CLIENT_SECRET"),
-        "AUTH0_CALLBACK_URL": _str(env, "AUTH0_CALLBACK_URL"),
+        "AUTH0_CALLBACK_URL": _url("AUTH0_CALLBACK_URL", callback) if callback else None,
+        "LOGOUT_REDIRECT_URL": _url("LOGOUT_REDIRECT_URL", logout_to) if logout_to else None,
+        "ADMIN_EMAILS": admin_emails,
         "API_MANAGEMENT_CLIENT_ID": _str(env, "API_MANAGEMENT_CLIENT_ID"),
         "API_MANAGEMENT_CLIENT_SECRET": _str(env, "API_MANAGEMENT_CLIENT_SECRET"),
-        "API_MANAGEMENT_AUDIENCE": _str(env, "API_MANAGEMENT_AUDIENCE"),
+        "API_MANAGEMENT_AUDIENCE": _url(
+            "API_MANAGEMENT_AUDIENCE", _str(env, "API_MANAGEMENT_AUDIENCE", f"{issuer}api/v2/")
+        ),
     }
 
 
@@ -190,6 +200,10 @@ def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, db_url),
         "CORS_ORIGINS": _origins(env),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
+        # Signed-cookie sessions (browser sign-in); Secure/SameSite follow the request's scheme.
+        "SESSION_COOKIE_NAME": "dmarket_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME", 8 * 3600, minimum=60),
         "LOG_LEVEL": (_str(env, "LOG_LEVEL", "INFO")).upper(),
         **_serving(env),
         **_auth(env, app_env),

@@ -5,7 +5,7 @@ from app import create_app
 from app.extensions import db
 from tests.databases import postgres_base_url, postgres_schema
 from tests.factories import bearer
-from tests.issuer import ADMIN_CLAIM, AUDIENCE, CLIENT_ID, LocalOIDCIssuer
+from tests.issuer import ADMIN_CLAIM, AUDIENCE, CLIENT_ID, CLIENT_SECRET, LocalOIDCIssuer
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +43,7 @@ def make_app(tmp_path, issuer, database_url):
             "AUTH0_ISSUER": issuer.url,
             "API_AUDIENCE": AUDIENCE,
             "CLIENT_ID": CLIENT_ID,
+            "CLIENT_SECRET": CLIENT_SECRET,
             "ADMIN_CLAIM": ADMIN_CLAIM,
             "HTTP_TIMEOUT": "2",
             "LOG_LEVEL": "WARNING",

@@ -176,17 +176,24 @@ class TestDocs:
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 assert (path, method) in documented, f"{method} {path} is missing from the spec"
 
-    def test_protected_operations_declare_bearer_security_and_their_errors(self, client):
+    def test_protected_operations_declare_their_security_and_their_errors(self, client):
         spec = client.get("/openapi/openapi.json").json
         assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+        assert spec["components"]["securitySchemes"]["sessionCookie"]["in"] == "cookie"
         expectations = {
-            ("/products/create", "post"): {"201", "401", "413", "415", "422", "500"},
+            ("/products/create", "post"): {"201", "401", "403", "413", "415", "422", "429", "500"},
             ("/products/{product_id}/update", "put"): {"200", "401", "403", "404", "412", "422"},
             ("/products/{product_id}/delete", "delete"): {"200", "401", "403", "404", "412"},
+            ("/me", "get"): {"200", "401"},
+            ("/admin/users", "get"): {"200", "401", "403", "422"},
+            ("/admin/set", "post"): {"200", "401", "403", "404", "422"},
+            ("/admin/unset", "post"): {"200", "401", "403", "404", "409", "422"},
+            ("/admin/check", "get"): {"200", "401"},
+            ("/users/{user_id}", "delete"): {"200", "401", "403", "404", "409"},
         }
         for (path, method), statuses in expectations.items():
             operation = spec["paths"][path][method]
-            assert operation["security"] == [{"bearerAuth": []}]
+            assert operation["security"] == [{"bearerAuth": []}, {"sessionCookie": []}]
             assert statuses <= set(operation["responses"]), path
         assert "security" not in spec["paths"]["/products"]["get"]
 

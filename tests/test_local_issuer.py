@@ -7,7 +7,7 @@ import pytest
 
 from app.extensions import db
 from app.models import Product, User
-from tests.factories import bearer, make_product
+from tests.factories import bearer, make_product, make_user
 
 LOCAL = {"AUTH_MODE": "local", "AUTH0_ISSUER": "", "API_AUDIENCE": ""}
 
@@ -100,3 +100,92 @@ def test_auth0_mode_has_no_local_issuer(app):
     assert result.exit_code != 0
     assert "AUTH_MODE=local" in result.output
     assert app.test_client().get("/.well-known/jwks.json").status_code == 404
+
+
+class TestLocalSignIn:
+    def test_login_shows_a_development_sign_in_form(self, local_app):
+        page = local_app.test_client().get("/login?next=/products")
+        assert page.status_code == 200 and page.mimetype == "text/html"
+        html = page.get_data(as_text=True)
+        assert "Development sign-in" in html and 'name="email"' in html and 'name="admin"' in html
+        assert 'value="/products"' in html
+
+    def test_signing_in_sets_the_session_and_shows_a_token(self, local_app):
+        client = local_app.test_client()
+        page = client.post(
+            "/login", data={"email": "dev@example.com", "name": "Dev"}, headers={"Origin": "http://localhost"}
+        )
+        assert page.status_code == 200
+        token = page.get_data(as_text=True).split("<textarea readonly>")[1].split("</textarea>")[0]
+        assert payload(token)["sub"] == "local|dev@example.com"
+        assert client.get("/me").json["email"] == "dev@example.com"
+        created = client.post(
+            "/products/create",
+            json={"name": "Lamp", "price": "1.00", "quantity": 1},
+            headers={"Origin": "http://localhost"},
+        )
+        assert created.status_code == 201
+        other = local_app.test_client()
+        assert other.get("/me", headers=bearer(token)).json["user_id"] == "local|dev@example.com"
+
+    def test_admin_box(self, local_app):
+        client = local_app.test_client()
+        client.post(
+            "/login", data={"email": "boss@example.com", "admin": "true"}, headers={"Origin": "http://localhost"}
+        )
+        assert client.get("/admin/check").json == {"is_admin": True}
+
+    def test_a_cross_site_form_cannot_sign_a_browser_in(self, local_app):
+        response = local_app.test_client().post(
+            "/login", data={"email": "dev@example.com"}, headers={"Origin": "https://evil.example"}
+        )
+        assert response.status_code == 403
+        with local_app.app_context():
+            assert db.session.query(User).count() == 0
+
+    def test_bad_email(self, local_app):
+        response = local_app.test_client().post(
+            "/login", data={"email": "nope"}, headers={"Origin": "http://localhost"}
+        )
+        assert response.status_code == 422
+
+    def test_logout_returns_home(self, local_app):
+        client = local_app.test_client()
+        client.post("/login", data={"email": "dev@example.com"}, headers={"Origin": "http://localhost"})
+        response = client.get("/logout")
+        assert response.status_code == 302 and response.headers["Location"] == "/"
+        assert client.get("/me").status_code == 401
+
+    def test_the_signed_in_page_passes_its_content_security_policy(self, local_app):
+        client = local_app.test_client()
+        page = client.post("/login", data={"email": "dev@example.com"}, headers={"Origin": "http://localhost"})
+        assert "<script" not in page.get_data(as_text=True)
+        assert "form-action 'self'" in page.headers["Content-Security-Policy"]
+
+
+class TestAdminCommands:
+    def run(self, app, *args):
+        return app.test_cli_runner().invoke(args=["admin", *args])
+
+    def test_grant_list_revoke(self, local_app):
+        with local_app.app_context():
+            make_user("local|first@example.com", email="first@example.com")
+            make_user("local|second@example.com", email="second@example.com")
+        assert "No admins yet" in self.run(local_app, "list").output
+        granted = self.run(local_app, "grant", "first@example.com")
+        assert granted.exit_code == 0 and "local|first@example.com <first@example.com>: admin=yes" in granted.output
+        self.run(local_app, "grant", "second@example.com")
+        listed = self.run(local_app, "list").output.splitlines()
+        assert [line.split("\t")[0] for line in listed] == ["local|first@example.com", "local|second@example.com"]
+        assert self.run(local_app, "revoke", "second@example.com").exit_code == 0
+        with local_app.app_context():
+            assert db.session.get(User, "local|second@example.com").is_admin is False
+
+    def test_unknown_email_and_last_admin_fail_with_a_message(self, local_app):
+        with local_app.app_context():
+            make_user("local|first@example.com", email="first@example.com")
+        unknown = self.run(local_app, "grant", "ghost@example.com")
+        assert unknown.exit_code == 1 and "No user with email ghost@example.com" in unknown.output
+        self.run(local_app, "grant", "first@example.com")
+        last = self.run(local_app, "revoke", "first@example.com")
+        assert last.exit_code == 1 and "last admin" in last.output

@@ -3,12 +3,16 @@
 import logging
 
 from flask import Flask
+from flask_openapi3 import APIBlueprint
 
+from app.auth import session
 from app.auth.decorators import authenticate_if_required, current_identity, require_admin, require_auth
 from app.auth.local_issuer import LocalIssuer
+from app.auth.management import client_for
+from app.auth.signin import oauth_client
 from app.auth.verifier import JWKSCache, TokenVerifier, fetch_oidc_jwks
 
-__all__ = ["current_identity", "init_app", "require_admin", "require_auth"]
+__all__ = ["current_identity", "init_app", "require_admin", "require_auth", "signin_blueprint"]
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +38,28 @@ def init_app(app: Flask) -> None:
     verifier = TokenVerifier(
         keys=keys, issuer=cfg["AUTH0_ISSUER"], audience=cfg["API_AUDIENCE"], leeway=cfg["JWT_LEEWAY"]
     )
-    app.extensions["dmarket.auth"] = {"verifier": verifier, "local_issuer": issuer}
+    app.extensions["dmarket.auth"] = {
+        "verifier": verifier,
+        "local_issuer": issuer,
+        "oauth": oauth_client(app) if issuer is None else None,
+        "management": client_for(cfg) if issuer is None else None,
+    }
+    session.init_app(app)
     app.before_request(authenticate_if_required)
 
-    from app.auth.cli import auth_cli
+    from app.auth.cli import admin_cli, auth_cli
     from app.auth.routes import bp
 
     app.cli.add_command(auth_cli)
+    app.cli.add_command(admin_cli)
     if issuer is not None:
         app.register_api(bp)
+
+
+def signin_blueprint(app: Flask) -> APIBlueprint:
+    """The development form in local mode; the provider's sign-in flow otherwise."""
+    if app.config["AUTH_MODE"] == "local":
+        from app.auth.local_signin import bp
+    else:
+        from app.auth.signin import bp
+    return bp

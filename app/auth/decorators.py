@@ -11,6 +11,7 @@ from functools import wraps
 
 from flask import current_app, g, request
 
+from app.auth.session import end_session, ensure_same_site_request, session_token
 from app.auth.verifier import InvalidToken, IssuerUnavailable
 from app.errors import Forbidden, ServiceUnavailable, Unauthorized
 from app.services.users import Identity, sync_user
@@ -58,6 +59,20 @@ def current_identity() -> Identity:
 
 
 def _authenticate() -> Identity:
+    """A bearer token when the request carries one; otherwise the browser session's token."""
+    if "Authorization" in request.headers:
+        return _identity(_bearer_token(), via="bearer")
+    token = session_token()
+    if token is None:
+        raise Unauthorized(
+            "Authentication is required: send Authorization: Bearer <access token>, or sign in at /login.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    ensure_same_site_request()
+    return _identity(token, via="session")
+
+
+def _bearer_token() -> str:
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -65,9 +80,20 @@ def _authenticate() -> Identity:
             "Authentication is required: send Authorization: Bearer <access token>.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return token
+
+
+def _identity(token: str, *, via: str) -> Identity:
     try:
         claims = current_app.extensions["dmarket.auth"]["verifier"].verify(token)
     except InvalidToken as exc:
+        if via == "session":
+            end_session()
+            raise Unauthorized(
+                "Your session has ended; sign in again at /login.",
+                code="session_expired",
+                headers={"WWW-Authenticate": "Bearer"},
+            ) from None
         raise Unauthorized(
             f"The access token was rejected: {exc}.",
             code="invalid_token",
@@ -79,4 +105,5 @@ def _authenticate() -> Identity:
             code="issuer_unavailable",
             headers={"Retry-After": "5"},
         ) from None
-    return sync_user(claims=claims, admin_claim=current_app.config["ADMIN_CLAIM"])
+    cfg = current_app.config
+    return sync_user(claims=claims, admin_claim=cfg["ADMIN_CLAIM"], admin_emails=cfg["ADMIN_EMAILS"])

@@ -4,7 +4,7 @@ from flask import request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_identity, require_auth
-from app.routes.responses import PROTECTED, json_response, pagination_links
+from app.routes.responses import PROTECTED, SIGNED_IN, json_response, pagination_links
 from app.schemas.common import ErrorOut, MessageOut
 from app.schemas.products import ProductIn, ProductList, ProductOut, ProductPath, ProductQuery, ProductUpdate
 from app.services import products
@@ -42,7 +42,7 @@ def get_product(path: ProductPath):
     return _product_response(products.get_product_or_404(path.product_id))
 
 
-@bp.post("/products/create", responses={201: ProductOut, **PROTECTED}, security=[{"bearerAuth": []}])
+@bp.post("/products/create", responses={201: ProductOut, **PROTECTED}, security=SIGNED_IN)
 @require_auth
 def create_product(body: ProductIn):
     """Create a product owned by the caller."""
@@ -54,7 +54,7 @@ def create_product(body: ProductIn):
 @bp.put(
     "/products/<int:product_id>/update",
     responses={200: ProductOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, **PROTECTED},
-    security=[{"bearerAuth": []}],
+    security=SIGNED_IN,
 )
 @require_auth
 def update_product(path: ProductPath, body: ProductUpdate):
@@ -69,7 +69,7 @@ def update_product(path: ProductPath, body: ProductUpdate):
 @bp.delete(
     "/products/<int:product_id>/delete",
     responses={200: MessageOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, 401: ErrorOut},
-    security=[{"bearerAuth": []}],
+    security=SIGNED_IN,
 )
 @require_auth
 def delete_product(path: ProductPath):

@@ -6,8 +6,10 @@ from flask import Flask, json, request
 
 from app.schemas.common import ErrorOut
 
-# Statuses every authenticated write can answer besides its own.
-PROTECTED = {401: ErrorOut, 413: ErrorOut, 415: ErrorOut}
+# Statuses every authenticated write can answer besides its own (403: a cross-site cookie write).
+PROTECTED = {401: ErrorOut, 403: ErrorOut, 413: ErrorOut, 415: ErrorOut}
+# A bearer token, or the session cookie set by /login (writes by cookie need a trusted Origin).
+SIGNED_IN = [{"bearerAuth": []}, {"sessionCookie": []}]
 
 
 def json_response(body, status: int = 200, headers: dict | None = None):

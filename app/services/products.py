@@ -1,28 +1,15 @@
 """Product rules: listing, lookup with rights, and changes with optimistic locking."""
 
-from dataclasses import dataclass
-
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db
 from app.models import Product
+from app.services.paging import Page
 from app.services.users import Identity
 
 EDITABLE_FIELDS = ("name", "description", "price", "quantity")
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Product]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def last_page(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 def _filtered(*, q: str | None, user_id: str | None):

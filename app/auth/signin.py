@@ -1,0 +1,176 @@
+"""Browser sign-in with Auth0 (or any OpenID provider): /login, /callback, /logout.
+
+The authorization-code flow with PKCE, state and nonce, through Authlib's Flask client.
+The access token lands in the signed session cookie, so the browser (and Swagger UI)
+can then call the API without handling tokens.
+"""
+
+import logging
+from urllib.parse import urlencode
+
+import requests
+from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.base_client import MismatchingStateError, OAuthError
+from authlib.integrations.flask_client import OAuth
+from flask import Flask, current_app, redirect, session, url_for
+from flask_openapi3 import APIBlueprint, Tag
+from joserfc.errors import JoseError
+from pydantic import BaseModel, Field
+
+from app.auth.session import end_session, start_session
+from app.auth.verifier import InvalidToken
+from app.errors import ApiError, BadRequest, ServiceUnavailable
+from app.schemas.common import ErrorOut
+from app.services.users import sync_user
+
+log = logging.getLogger(__name__)
+REDIRECT = {"description": "Redirect (see Location)"}
+PROFILE_CLAIMS = ("email", "name", "email_verified")
+
+bp = APIBlueprint("signin", __name__, abp_tags=[Tag(name="sign-in", description="Browser sign-in")])
+
+
+class LoginQuery(BaseModel):
+    next: str | None = Field(default=None, max_length=2000, description="Relative path to return to after sign-in")
+
+
+class CallbackQuery(BaseModel):
+    code: str | None = Field(default=None, max_length=2000)
+    state: str | None = Field(default=None, max_length=2000)
+    error: str | None = Field(default=None, max_length=200)
+    error_description: str | None = Field(default=None, max_length=2000)
+
+
+def safe_next(value: str | None) -> str:
+    """Only a path on this site: anything absolute or scheme-relative would be an open redirect."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return "/"
+    if any(ord(ch) < 32 or ch == "\\" for ch in value):
+        return "/"
+    return value
+
+
+def _provider():
+    client = current_app.extensions["dmarket.auth"]["oauth"]
+    if client is None:
+        raise ApiError(
+            "Browser sign-in is not configured: set CLIENT_ID (and CLIENT_SECRET) for the Auth0 application.",
+            code="sign_in_not_configured",
+            status=501,
+        )
+    return client
+
+
+def _provider_down(exc: Exception) -> ServiceUnavailable:
+    log.warning("identity provider unreachable during sign-in: %s", exc.__class__.__name__)
+    return ServiceUnavailable(
+        "The identity provider is unavailable; retry shortly.", code="issuer_unavailable", headers={"Retry-After": "5"}
+    )
+
+
+def _callback_url() -> str:
+    return current_app.config["AUTH0_CALLBACK_URL"] or url_for("signin.callback", _external=True)
+
+
+@bp.get("/login", responses={302: REDIRECT, 501: ErrorOut, 503: ErrorOut})
+def login(query: LoginQuery):
+    """Sign in: redirects to the identity provider (authorization code + PKCE)."""
+    provider = _provider()
+    target = safe_next(query.next)
+    try:
+        response = provider.authorize_redirect(_callback_url(), audience=current_app.config["API_AUDIENCE"])
+    except (requests.RequestException, ValueError) as exc:
+        raise _provider_down(exc) from None
+    session["next"] = target
+    return response
+
+
+@bp.get("/callback", responses={302: REDIRECT, 400: ErrorOut, 501: ErrorOut, 502: ErrorOut, 503: ErrorOut})
+def callback(query: CallbackQuery):
+    """Where the provider sends the browser back: exchanges the code and starts the session."""
+    provider = _provider()
+    if query.error:
+        raise BadRequest(f"Sign-in was not completed: {query.error}.", code="sign_in_failed")
+    if not query.code or not query.state:
+        raise BadRequest("The provider's answer has no authorization code or state.", code="sign_in_failed")
+    target = safe_next(session.get("next"))
+    try:
+        token = provider.authorize_access_token()
+    except MismatchingStateError:
+        raise BadRequest("The sign-in state does not match; start again at /login.", code="invalid_state") from None
+    except OAuthError as exc:
+        if exc.error in ("invalid_client", "unauthorized_client"):
+            raise ApiError(
+                "The identity provider refused this API's client credentials.", code="sign_in_misconfigured", status=502
+            ) from None
+        raise BadRequest(f"The provider refused the sign-in: {exc.error}.", code="sign_in_failed") from None
+    except (JoseError, AuthlibBaseError):
+        raise BadRequest("The provider's ID token is not valid.", code="invalid_id_token") from None
+    except (requests.RequestException, ValueError) as exc:
+        raise _provider_down(exc) from None
+    _start(token)
+    return redirect(target)
+
+
+def _start(token: dict) -> None:
+    """Keep the access token only once this API itself accepts it, for the user the ID token names."""
+    verifier = current_app.extensions["dmarket.auth"]["verifier"]
+    try:
+        claims = verifier.verify(token.get("access_token") or "")
+    except InvalidToken as exc:
+        raise BadRequest(
+            f"The provider issued an access token this API does not accept ({exc}); check API_AUDIENCE.",
+            code="sign_in_failed",
+        ) from None
+    profile = token.get("userinfo") or {}
+    if profile.get("sub") != claims["sub"]:
+        raise BadRequest("The ID token and the access token name different users.", code="sign_in_failed")
+    cfg = current_app.config
+    identity = sync_user(
+        claims={**claims, **{k: profile[k] for k in PROFILE_CLAIMS if k in profile}},
+        admin_claim=cfg["ADMIN_CLAIM"],
+        admin_emails=cfg["ADMIN_EMAILS"],
+    )
+    start_session(user_id=identity.user.user_id, access_token=token["access_token"], id_token=token.get("id_token"))
+
+
+@bp.get("/logout", responses={302: REDIRECT})
+def logout():
+    """Sign out here, then at the provider (its end-session endpoint, or Auth0's /v2/logout)."""
+    id_token = end_session()
+    cfg = current_app.config
+    return_to = cfg["LOGOUT_REDIRECT_URL"] or url_for("index", _external=True)
+    provider = current_app.extensions["dmarket.auth"]["oauth"]
+    if provider is None:
+        return redirect(return_to)
+    try:
+        end_session_endpoint = provider.load_server_metadata().get("end_session_endpoint")
+    except (requests.RequestException, ValueError):
+        end_session_endpoint = None
+    if end_session_endpoint:
+        params = {"post_logout_redirect_uri": return_to, "client_id": cfg["CLIENT_ID"]}
+        if id_token:
+            params["id_token_hint"] = id_token
+        return redirect(f"{end_session_endpoint}?{urlencode(params)}")
+    auth0_params = urlencode({"client_id": cfg["CLIENT_ID"], "returnTo": return_to})
+    return redirect(f"{cfg['AUTH0_ISSUER']}v2/logout?{auth0_params}")
+
+
+def oauth_client(app: Flask):
+    """The provider client, built once per app from its settings; None without a CLIENT_ID."""
+    cfg = app.config
+    if not cfg["CLIENT_ID"]:
+        return None
+    oauth = OAuth(app)
+    return oauth.register(
+        "auth0",
+        client_id=cfg["CLIENT_ID"],
+        client_secret=cfg["CLIENT_SECRET"],
+        server_metadata_url=f"{cfg['AUTH0_ISSUER']}.well-known/openid-configuration",
+        client_kwargs={
+            "scope": "openid profile email",
+            "code_challenge_method": "S256",
+            "token_endpoint_auth_method": "client_secret_post" if cfg["CLIENT_SECRET"] else "none",
+            "default_timeout": cfg["HTTP_TIMEOUT"],
+        },
+    )

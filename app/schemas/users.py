@@ -1,0 +1,68 @@
+"""Users as clients see them (never their tokens), and what admins send to change them."""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.schemas.common import CleanText, SafeQueryText, drop_default
+
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), CleanText]
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    user_id: str = Field(description="The identity provider's subject, e.g. auth0|64f0...")
+    email: str | None
+    name: str | None
+    is_admin: bool = Field(description="Admin in this API's records (the token's admin claim also grants admin)")
+    created_at: datetime
+
+
+class AdminUserOut(UserOut):
+    product_count: int
+
+
+class UserList(BaseModel):
+    users: list[AdminUserOut]
+
+
+class UserQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(default=1, ge=1, le=1_000_000, description="Page number, from 1")
+    per_page: int = Field(default=50, ge=1, le=100, description="Users per page")
+    q: SafeQueryText = Field(
+        default=None, description="Case-insensitive search in email and name", json_schema_extra=drop_default
+    )
+
+
+class EmailIn(BaseModel):
+    email: Email
+
+
+class AdminChangeOut(BaseModel):
+    user: UserOut = Field(description="The account with this email (the oldest, when several share it)")
+    updated: list[str] = Field(description="Every account changed: all accounts sharing the email")
+    auth0_sync: Literal["updated", "failed", "not_configured"] = Field(
+        description="Whether app_metadata.is_admin was also written to Auth0 (Management API); "
+        "the change here stands either way"
+    )
+
+
+class AdminCheckOut(BaseModel):
+    is_admin: bool
+
+
+class MeOut(UserOut):
+    is_admin: bool = Field(description="Effective admin rights: this API's records or the token's admin claim")
+
+
+class UserPath(BaseModel):
+    user_id: str = Field(min_length=1, max_length=255)
+
+
+class UserDeletedOut(BaseModel):
+    message: str
+    products_deleted: int

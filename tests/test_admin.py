@@ -1,0 +1,177 @@
+"""Admin endpoints: who may call them, what they change, and the guards that keep an admin around."""
+
+import pytest
+
+from app.extensions import db
+from app.models import User
+from tests.factories import bearer, make_product, make_user
+from tests.issuer import MANAGEMENT_CLIENT_ID, MANAGEMENT_CLIENT_SECRET
+
+ADMIN_ROUTES = [
+    ("get", "/admin/users", None),
+    ("post", "/admin/set", {"email": "bob@example.com"}),
+    ("post", "/admin/unset", {"email": "bob@example.com"}),
+    ("delete", "/users/auth0%7Cbob", None),
+]
+
+
+@pytest.fixture
+def people(app):
+    """root is an admin in our records; alice and bob are not; alice owns two products."""
+    with app.app_context():
+        make_user("auth0|root", email="root@example.com", is_admin=True)
+        make_user("auth0|bob", email="bob@example.com", name="Bob")
+        make_product("auth0|alice")
+        make_product("auth0|alice", name="Chair")
+
+
+@pytest.fixture
+def root_headers(issuer):
+    """An admin by our records only: the token carries no admin claim."""
+    return bearer(issuer.token("auth0|root", email="root@example.com"))
+
+
+def admin_flag(app, user_id: str) -> bool:
+    with app.app_context():
+        return db.session.get(User, user_id).is_admin
+
+
+@pytest.mark.parametrize("method, path, body", ADMIN_ROUTES)
+def test_admin_routes_need_a_signed_in_admin(client, people, user_headers, method, path, body):
+    assert getattr(client, method)(path, json=body).status_code == 401
+    response = getattr(client, method)(path, json=body, headers=user_headers)
+    assert response.status_code == 403
+    assert response.json["code"] == "forbidden"
+
+
+class TestListUsers:
+    def test_lists_users_with_product_counts(self, client, people, root_headers):
+        response = client.get("/admin/users", headers=root_headers)
+        assert response.status_code == 200
+        assert response.headers["X-Total-Count"] == "3"
+        rows = {u["user_id"]: u for u in response.json["users"]}
+        assert set(rows) == {"auth0|root", "auth0|bob", "auth0|alice"}
+        assert rows["auth0|alice"]["product_count"] == 2 and rows["auth0|bob"]["product_count"] == 0
+        assert rows["auth0|root"]["is_admin"] is True
+        assert set(rows["auth0|bob"]) == {"user_id", "email", "name", "is_admin", "created_at", "product_count"}
+
+    def test_search_and_pages(self, client, people, root_headers):
+        found = client.get("/admin/users?q=BOB", headers=root_headers)
+        assert [u["user_id"] for u in found.json["users"]] == ["auth0|bob"]
+        assert found.headers["X-Total-Count"] == "1"
+        second = client.get("/admin/users?per_page=2&page=2", headers=root_headers)
+        assert len(second.json["users"]) == 1 and second.headers["X-Total-Count"] == "3"
+
+    def test_admin_by_token_claim(self, client, people, admin_headers):
+        assert client.get("/admin/users", headers=admin_headers).status_code == 200
+
+    @pytest.mark.parametrize("query", ["per_page=0", "per_page=101", "page=0", "sort=name", "q=" + "x" * 201])
+    def test_bad_queries(self, client, people, root_headers, query):
+        assert client.get(f"/admin/users?{query}", headers=root_headers).status_code == 422
+
+
+class TestGrantAndRevoke:
+    def test_grant(self, app, client, people, root_headers):
+        response = client.post("/admin/set", json={"email": "Bob@Example.com"}, headers=root_headers)
+        assert response.status_code == 200
+        assert response.json["user"]["user_id"] == "auth0|bob" and response.json["user"]["is_admin"] is True
+        assert response.json["updated"] == ["auth0|bob"]
+        assert response.json["auth0_sync"] == "not_configured"
+        assert admin_flag(app, "auth0|bob") is True
+
+    def test_grant_is_idempotent(self, app, client, people, root_headers):
+        for _ in range(2):
+            assert client.post("/admin/set", json={"email": "bob@example.com"}, headers=root_headers).status_code == 200
+        assert admin_flag(app, "auth0|bob") is True
+
+    def test_unknown_email(self, client, people, root_headers):
+        response = client.post("/admin/set", json={"email": "nobody@example.com"}, headers=root_headers)
+        assert response.status_code == 404
+        assert response.json["code"] == "not_found"
+
+    @pytest.mark.parametrize("body", [{}, {"email": "not-an-email"}, {"email": 42}, {"email": "a@b\x00c"}])
+    def test_bad_bodies(self, client, people, root_headers, body):
+        assert client.post("/admin/set", json=body, headers=root_headers).status_code == 422
+
+    def test_every_account_with_the_email_changes(self, app, client, people, root_headers):
+        with app.app_context():
+            make_user("google-oauth2|bob", email="bob@example.com")
+        response = client.post("/admin/set", json={"email": "bob@example.com"}, headers=root_headers)
+        assert sorted(response.json["updated"]) == ["auth0|bob", "google-oauth2|bob"]
+        assert admin_flag(app, "google-oauth2|bob") is True
+
+    def test_revoke(self, app, client, people, root_headers):
+        client.post("/admin/set", json={"email": "bob@example.com"}, headers=root_headers)
+        response = client.post("/admin/unset", json={"email": "bob@example.com"}, headers=root_headers)
+        assert response.status_code == 200
+        assert response.json["user"]["is_admin"] is False
+        assert admin_flag(app, "auth0|bob") is False
+
+    def test_the_last_admin_cannot_be_revoked(self, app, client, people, root_headers):
+        response = client.post("/admin/unset", json={"email": "root@example.com"}, headers=root_headers)
+        assert response.status_code == 409
+        assert response.json["code"] == "last_admin"
+        assert admin_flag(app, "auth0|root") is True
+
+    def test_an_admin_can_step_down_when_another_remains(self, app, client, people, root_headers):
+        client.post("/admin/set", json={"email": "bob@example.com"}, headers=root_headers)
+        assert client.post("/admin/unset", json={"email": "root@example.com"}, headers=root_headers).status_code == 200
+        assert admin_flag(app, "auth0|root") is False
+        assert client.get("/admin/users", headers=root_headers).status_code == 403  # no longer an admin
+
+
+class TestCheck:
+    def test_says_whether_the_caller_is_admin(self, client, people, root_headers, user_headers, admin_headers):
+        assert client.get("/admin/check", headers=root_headers).json == {"is_admin": True}
+        assert client.get("/admin/check", headers=admin_headers).json == {"is_admin": True}
+        assert client.get("/admin/check", headers=user_headers).json == {"is_admin": False}
+        assert client.get("/admin/check").status_code == 401
+
+
+class TestManagementApi:
+    @pytest.fixture
+    def synced_app(self, make_app):
+        return make_app(
+            API_MANAGEMENT_CLIENT_ID=MANAGEMENT_CLIENT_ID, API_MANAGEMENT_CLIENT_SECRET=MANAGEMENT_CLIENT_SECRET
+        )
+
+    @pytest.fixture
+    def synced(self, synced_app):
+        with synced_app.app_context():
+            make_user("auth0|root", email="root@example.com", is_admin=True)
+            make_user("auth0|bob", email="bob@example.com")
+        return synced_app.test_client()
+
+    def test_grant_and_revoke_write_app_metadata(self, synced, issuer, root_headers):
+        granted = synced.post("/admin/set", json={"email": "bob@example.com"}, headers=root_headers)
+        revoked = synced.post("/admin/unset", json={"email": "bob@example.com"}, headers=root_headers)
+        assert granted.json["auth0_sync"] == "updated" and revoked.json["auth0_sync"] == "updated"
+        assert issuer.management_patches == [
+            ("auth0|bob", {"app_metadata": {"is_admin": True}}),
+            ("auth0|bob", {"app_metadata": {"is_admin": False}}),
+        ]
+        assert issuer.management_token_requests == 1  # the token is cached
+
+    def test_failure_is_reported_and_the_local_change_stands(self, synced_app, synced, issuer, root_headers):
+        issuer.management_mode = "error"
+        response = synced.post("/admin/set", json={"email": "bob@example.com"}, headers=root_headers)
+        assert response.status_code == 200
+        assert response.json["auth0_sync"] == "failed"
+        assert admin_flag(synced_app, "auth0|bob") is True
+        assert issuer.management_patches == []
+
+    def test_a_revoked_token_is_renewed_once(self, synced, issuer, root_headers):
+        synced.post("/admin/set", json={"email": "bob@example.com"}, headers=root_headers)
+        issuer.management_mode = "reject"
+        response = synced.post("/admin/unset", json={"email": "bob@example.com"}, headers=root_headers)
+        assert response.json["auth0_sync"] == "updated"
+        assert issuer.management_token_requests == 2
+
+    def test_wrong_credentials_fail_cleanly(self, make_app, issuer, root_headers):
+        app = make_app(API_MANAGEMENT_CLIENT_ID="wrong", API_MANAGEMENT_CLIENT_SECRET="wrong")
+        with app.app_context():
+            make_user("auth0|root", email="root@example.com", is_admin=True)
+            make_user("auth0|bob", email="bob@example.com")
+        response = app.test_client().post("/admin/set", json={"email": "bob@example.com"}, headers=root_headers)
+        assert response.status_code == 200 and response.json["auth0_sync"] == "failed"
+        assert admin_flag(app, "auth0|bob") is True

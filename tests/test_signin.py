@@ -1,0 +1,217 @@
+"""Browser sign-in against a real OpenID provider on 127.0.0.1: login, callback, session, logout."""
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from app.extensions import db
+from app.models import Product, User
+from tests.issuer import AUDIENCE, CLIENT_ID, CLIENT_SECRET
+from tests.signin import provider_answer, sign_in, start
+
+PRODUCT = {"name": "Lamp", "description": "A desk lamp", "price": "19.99", "quantity": 1}
+SPA = "http://localhost:3000"
+
+
+def users_in(app) -> list[User]:
+    with app.app_context():
+        return db.session.query(User).all()
+
+
+class TestLogin:
+    def test_redirects_to_the_provider_with_pkce_state_nonce_and_audience(self, client, issuer):
+        location, params = start(client)
+        assert location.startswith(f"{issuer.url}authorize?")
+        assert params["response_type"] == "code"
+        assert params["client_id"] == CLIENT_ID
+        assert params["redirect_uri"] == "http://localhost/callback"
+        assert set(params["scope"].split()) == {"openid", "profile", "email"}
+        assert params["audience"] == AUDIENCE
+        assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) >= 43
+        assert len(params["state"]) >= 20 and len(params["nonce"]) >= 20
+
+    def test_configured_callback_url(self, make_app):
+        client = make_app(AUTH0_CALLBACK_URL="https://api.shop.example/callback").test_client()
+        assert start(client)[1]["redirect_uri"] == "https://api.shop.example/callback"
+
+    def test_sign_in_needs_a_client_id(self, make_app):
+        response = make_app(CLIENT_ID="").test_client().get("/login")
+        assert response.status_code == 501
+        assert response.json["code"] == "sign_in_not_configured"
+
+    def test_provider_down_is_503(self, client, issuer):
+        issuer.mode = "error"
+        response = client.get("/login")
+        assert response.status_code == 503
+        assert response.json["code"] == "issuer_unavailable"
+
+
+class TestCallback:
+    def test_signs_in_creates_the_user_and_returns_to_next(self, app, client, issuer):
+        response = sign_in(client, next_path="/products?page=2")
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/products?page=2"
+        cookie = response.headers["Set-Cookie"]
+        assert cookie.startswith("dmarket_session=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        [user] = users_in(app)
+        assert (user.user_id, user.email, user.name) == ("auth0|alice", "alice@example.com", "Alice")
+        exchange = issuer.token_requests[-1]
+        assert exchange["client_secret"] == CLIENT_SECRET and len(exchange["code_verifier"]) >= 43
+
+    @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:x"])
+    def test_next_is_only_ever_a_local_path(self, client, target):
+        assert sign_in(client, next_path=target).headers["Location"] == "/"
+
+    def test_updates_a_known_user(self, app, client, issuer):
+        sign_in(client)
+        issuer.login_as = {**issuer.login_as, "name": "Alice Liddell"}
+        sign_in(app.test_client())
+        assert [u.name for u in users_in(app)] == ["Alice Liddell"]
+
+    def test_provider_error_is_a_clear_400_and_writes_nothing(self, app, client, issuer):
+        issuer.deny_sign_in = True
+        authorize_url, _ = start(client)
+        response = client.get(provider_answer(authorize_url))
+        assert response.status_code == 400
+        assert response.json == {"code": "sign_in_failed", "message": "Sign-in was not completed: access_denied."}
+        assert users_in(app) == []
+
+    def test_state_mismatch(self, app, client, issuer):
+        authorize_url, _ = start(client)
+        path = provider_answer(authorize_url)
+        forged = path.split("state=")[0] + "state=forged-state-value"
+        response = client.get(forged)
+        assert response.status_code == 400
+        assert response.json["code"] == "invalid_state"
+        assert users_in(app) == []
+
+    def test_callback_from_another_browser_is_refused(self, app, client, issuer):
+        authorize_url, _ = start(client)
+        response = app.test_client().get(provider_answer(authorize_url))  # no sign-in state in this browser
+        assert response.status_code == 400
+        assert response.json["code"] == "invalid_state"
+
+    def test_missing_code(self, client):
+        _, params = start(client)
+        response = client.get(f"/callback?state={params['state']}")
+        assert response.status_code == 400
+        assert response.json["code"] == "sign_in_failed"
+
+    def test_invalid_or_reused_code(self, app, client, issuer):
+        authorize_url, params = start(client)
+        provider_answer(authorize_url)
+        response = client.get(f"/callback?code=not-a-code&state={params['state']}")
+        assert response.status_code == 400
+        assert response.json == {
+            "code": "sign_in_failed",
+            "message": "The provider refused the sign-in: invalid_grant.",
+        }
+        assert users_in(app) == []
+
+    @pytest.mark.parametrize(
+        "overrides",
+        [{"nonce": "replayed-nonce"}, {"aud": "another-client"}, {"iss": "https://evil.example/"}, {"exp": 1000}],
+    )
+    def test_invalid_id_token(self, app, client, issuer, overrides):
+        issuer.id_token_overrides = overrides
+        response = sign_in(client)
+        assert response.status_code == 400
+        assert response.json["code"] == "invalid_id_token"
+        assert users_in(app) == []
+
+    def test_access_token_for_another_api_is_refused(self, app, client, issuer):
+        issuer.access_token_overrides = {"aud": "https://another-api.example"}
+        response = sign_in(client)
+        assert response.status_code == 400
+        assert "check API_AUDIENCE" in response.json["message"]
+        assert users_in(app) == []
+
+    def test_provider_down_during_the_exchange_is_503(self, app, client, issuer):
+        authorize_url, _ = start(client)
+        path = provider_answer(authorize_url)
+        issuer.mode = "error"
+        response = client.get(path)
+        assert response.status_code == 503
+        assert users_in(app) == []
+
+
+class TestSession:
+    def test_me_with_the_session_cookie(self, client):
+        assert client.get("/me").status_code == 401
+        sign_in(client)
+        me = client.get("/me")
+        assert me.status_code == 200
+        assert me.json["user_id"] == "auth0|alice" and me.json["email"] == "alice@example.com"
+        assert set(me.json) == {"user_id", "email", "name", "is_admin", "created_at"}
+
+    def test_writes_by_cookie_need_a_trusted_origin(self, app, client):
+        sign_in(client)
+        created = client.post("/products/create", json=PRODUCT, headers={"Origin": SPA})
+        assert created.status_code == 201
+        assert created.json["user_id"] == "auth0|alice"
+        own = client.post("/products/create", json=PRODUCT, headers={"Origin": "http://localhost"})
+        assert own.status_code == 201
+        by_referer = client.post("/products/create", json=PRODUCT, headers={"Referer": f"{SPA}/products/new"})
+        assert by_referer.status_code == 201
+        for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {}):
+            refused = client.post("/products/create", json=PRODUCT, headers=headers)
+            assert refused.status_code == 403
+            assert refused.json["code"] == "cross_site_request"
+        with app.app_context():
+            assert db.session.query(Product).count() == 3
+
+    def test_reads_by_cookie_need_no_origin(self, client):
+        sign_in(client)
+        assert client.get("/me").status_code == 200
+
+    def test_a_bearer_token_needs_no_origin(self, client, user_headers):
+        response = client.post("/products/create", json=PRODUCT, headers={**user_headers, "Origin": "https://x.test"})
+        assert response.status_code == 201
+
+    def test_the_session_never_reaches_the_client_in_clear(self, client):
+        response = sign_in(client)
+        cookie = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
+        assert "access_token" not in client.get("/me").get_data(as_text=True)
+        assert len(cookie) < 4000  # browsers drop larger cookies
+
+    def test_a_tampered_cookie_is_not_a_session(self, client):
+        sign_in(client)
+        cookie = client.get_cookie("dmarket_session")
+        client.set_cookie("dmarket_session", cookie.value[:-4] + "AAAA")
+        assert client.get("/me").status_code == 401
+
+    def test_secure_and_same_site_none_over_https(self, client):
+        response = client.get("/login", base_url="https://api.shop.example")
+        cookie = response.headers["Set-Cookie"]
+        assert "Secure" in cookie and "SameSite=None" in cookie and "HttpOnly" in cookie
+
+
+class TestLogout:
+    def test_clears_the_session_and_ends_the_provider_session(self, client, issuer):
+        sign_in(client)
+        response = client.get("/logout")
+        assert response.status_code == 302
+        target = urlsplit(response.headers["Location"])
+        assert f"{target.scheme}://{target.netloc}{target.path}" == f"{issuer.url}oidc/logout"
+        params = {k: v[0] for k, v in parse_qs(target.query).items()}
+        assert params["post_logout_redirect_uri"] == "http://localhost/"
+        assert params["client_id"] == CLIENT_ID and params["id_token_hint"].count(".") == 2
+        assert client.get("/me").status_code == 401
+
+    def test_auth0_logout_when_the_provider_has_no_end_session_endpoint(self, make_app, issuer):
+        issuer.end_session = False
+        client = make_app(LOGOUT_REDIRECT_URL="http://localhost:3000/").test_client()
+        sign_in(client)
+        target = urlsplit(client.get("/logout").headers["Location"])
+        assert target.path == "/v2/logout"
+        assert parse_qs(target.query) == {"client_id": [CLIENT_ID], "returnTo": ["http://localhost:3000/"]}
+
+    def test_provider_end_session_page_answers(self, client):
+        sign_in(client)
+        assert requests.get(client.get("/logout").headers["Location"], timeout=5).status_code == 200
+
+
+def test_sign_in_is_rate_limited_per_ip(make_app):
+    client = make_app(RATELIMIT_LOGIN="2 per minute").test_client()
+    assert [client.get("/login").status_code for _ in range(3)] == [302, 302, 429]
