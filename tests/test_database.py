@@ -4,7 +4,10 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import create_engine, text
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import create_engine, inspect, text
 
 from app.extensions import db
 from app.models import Product
@@ -77,3 +80,19 @@ def test_an_outage_answers_503_then_the_first_request_after_it_succeeds(make_app
     proxy.cut()
     direct = make_app(DATABASE_URL=database_url)
     assert products_in(direct) == 2  # nothing from the outage was half-written
+
+
+def test_migrations_match_the_models_exactly(app):
+    """Types, server defaults, indexes and constraint names: nothing left for autogenerate to add."""
+    with app.app_context():
+        with db.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            assert compare_metadata(context, db.metadata) == []
+
+
+def test_migrations_downgrade_and_upgrade_again(app):
+    with app.app_context():
+        downgrade(revision="base")
+        assert "products" not in inspect(db.engine).get_table_names()
+        upgrade()
+        assert {"products", "users"} <= set(inspect(db.engine).get_table_names())
