@@ -23,6 +23,10 @@ class DMarketOpenAPI(OpenAPI):
                     responses["422"] = _error("The request is not valid (details name each field)")
                 else:
                     responses.pop("422", None)
+                if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                    responses.setdefault("400", _error("The body is not valid JSON"))
+                    responses.setdefault("413", _error("The body is larger than MAX_CONTENT_LENGTH"))
+                    responses.setdefault("415", _error("The body is not application/json"))
                 if not path.startswith(UNLIMITED_PREFIXES):
                     responses.setdefault("429", _error("Too many requests; see Retry-After"))
                 responses.setdefault("500", _error("Unexpected error (logged with the request id)"))

@@ -6,6 +6,7 @@ can then call the API without handling tokens.
 """
 
 import logging
+import re
 from urllib.parse import urlencode
 
 import requests
@@ -90,7 +91,9 @@ def callback(query: CallbackQuery):
     """Where the provider sends the browser back: exchanges the code and starts the session."""
     provider = _provider()
     if query.error:
-        raise BadRequest(f"Sign-in was not completed: {query.error}.", code="sign_in_failed")
+        # Name the provider's error code (e.g. access_denied) but never echo arbitrary text.
+        reason = f": {query.error}" if re.fullmatch(r"[a-z_]{1,64}", query.error) else ""
+        raise BadRequest(f"Sign-in was not completed{reason}.", code="sign_in_failed")
     if not query.code or not query.state:
         raise BadRequest("The provider's answer has no authorization code or state.", code="sign_in_failed")
     target = safe_next(session.get("next"))

@@ -1,22 +1,49 @@
 """Schemas shared by every resource: the error shape and small reusable field types."""
 
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
+from pydantic_core import core_schema
 
 # C0 control characters other than tab, newline and carriage return (and DEL):
 # PostgreSQL refuses NUL in text, and none of them belong in a product listing.
+_ALLOWED = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+TEXT_PATTERN = rf"^{_ALLOWED}*$"
+# ... and at least one character that is neither blank nor a control character.
+NON_BLANK_PATTERN = rf"^{_ALLOWED}*[^\s\x00-\x1f\x7f]{_ALLOWED}*$"
 
 
-def _no_control_chars(value: str) -> str:
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value
+@dataclass(frozen=True)
+class CleanTextRule:
+    """Refuses control characters (and, with `non_blank`, blank text); the spec states the same pattern.
+
+    The validator gives a readable reason; the published pattern lets clients and contract
+    fuzzers know exactly what is accepted.
+    """
+
+    non_blank: bool = False
+
+    def _check(self, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        if self.non_blank and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema, handler):
+        json_schema = handler(schema)
+        json_schema["pattern"] = NON_BLANK_PATTERN if self.non_blank else TEXT_PATTERN
+        return json_schema
 
 
-CleanText = AfterValidator(_no_control_chars)
+CleanText = CleanTextRule()
+NonBlankText = CleanTextRule(non_blank=True)
 
 
 def drop_default(schema: dict[str, Any]) -> None:

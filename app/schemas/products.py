@@ -5,12 +5,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, StringConstraints, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
-from app.schemas.common import CleanText, SafeQueryText, drop_default
+from app.schemas.common import CleanText, NonBlankText, SafeQueryText, drop_default
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), CleanText]
-Description = Annotated[str, StringConstraints(max_length=1000), CleanText]
+# Lengths are checked as sent (as the spec states them), then surrounding blanks are trimmed.
+Name = Annotated[str, Field(min_length=1, max_length=64), NonBlankText, AfterValidator(str.strip)]
+Description = Annotated[str, Field(max_length=1000), CleanText]
 # Clients (the reference SPA among them) may send numbers as strings; the spec documents
 # exactly which strings are accepted and the validator enforces the same patterns.
 PRICE_PATTERN = r"^(?:[1-9][0-9]{0,8}(?:\.[0-9]{1,2})?|0\.(?:[1-9][0-9]?|0[1-9])|1000000000(?:\.00?)?)$"
@@ -21,6 +22,8 @@ def _numeric_string(pattern: str, what: str):
     compiled = re.compile(pattern)
 
     def check(value):
+        if isinstance(value, bool):  # JSON true/false: a number in Python's eyes, not in the spec's
+            raise ValueError(f"must be {what}")
         if isinstance(value, str) and not compiled.fullmatch(value):
             raise ValueError(f"must be {what}")
         return value

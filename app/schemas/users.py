@@ -5,9 +5,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import CleanText, SafeQueryText, drop_default
+from app.schemas.common import SafeQueryText, drop_default
 
-Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$"), CleanText]
+# Something@something, without blanks or control characters (pydantic enforces the same pattern).
+Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")]
 
 
 class UserOut(BaseModel):
