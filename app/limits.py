@@ -5,8 +5,12 @@ Redis shared by every worker and host). It runs after authentication, so a reque
 carries valid credentials is counted against its user, wherever it comes from.
 """
 
+import time
+
 from flask import Blueprint, Flask, current_app, g, request
-from flask_limiter import Limiter
+from flask_limiter import Limiter, RateLimitExceeded
+
+from app.errors import error_response
 
 WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
 
@@ -23,14 +27,29 @@ def init_app(app: Flask) -> Limiter:
         key_func=client_key,
         # One budget per client across every route; writes and sign-in have tighter ones too.
         application_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],
-        headers_enabled=True,
+        # Flask-Limiter's own headers would also stamp Retry-After on every other response
+        # (a 503's included); ours go on the 429 only.
+        headers_enabled=False,
         # Limits protect the service; an unreachable Redis must not take the API down with it.
         swallow_errors=True,
         in_memory_fallback_enabled=True,
     )
     limiter.init_app(app)
     app.extensions["dmarket.limiter"] = limiter
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
     return limiter
+
+
+def _rate_limited(exc: RateLimitExceeded):
+    current = current_app.extensions["dmarket.limiter"].current_limit
+    reset_at = current.reset_at if current else time.time() + 60
+    headers = {
+        "Retry-After": str(max(1, int(reset_at - time.time()))),
+        "X-RateLimit-Limit": str(exc.limit.limit.amount),
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int(reset_at)),
+    }
+    return error_response(429, "rate_limited", f"Too many requests: the limit is {exc.description}.", headers=headers)
 
 
 def limit_writes(limiter: Limiter, *blueprints: Blueprint) -> None:

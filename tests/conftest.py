@@ -27,28 +27,32 @@ def database_url(tmp_path):
 
 
 @pytest.fixture
-def make_app(tmp_path, issuer, database_url):
+def settings(tmp_path, issuer, database_url) -> dict[str, str]:
+    """The test app's environment: also what live gunicorn servers of a test are started with."""
+    return {
+        "APP_ENV": "testing",
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123",
+        "DATABASE_URL": database_url,
+        "AUTH_MODE": "auth0",
+        "AUTH0_ISSUER": issuer.url,
+        "API_AUDIENCE": AUDIENCE,
+        "CLIENT_ID": CLIENT_ID,
+        "CLIENT_SECRET": CLIENT_SECRET,
+        "ADMIN_CLAIM": ADMIN_CLAIM,
+        "HTTP_TIMEOUT": "2",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+def make_app(issuer, settings):
     """Build a migrated app against the test issuer; keyword overrides use environment names."""
     apps = []
     issuer.reset()
 
     def make(**overrides):
-        config = {
-            "APP_ENV": "testing",
-            "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "SECRET_KEY": "test-secret-key-that-is-long-enough-0123",
-            "DATABASE_URL": database_url,
-            "AUTH_MODE": "auth0",
-            "AUTH0_ISSUER": issuer.url,
-            "API_AUDIENCE": AUDIENCE,
-            "CLIENT_ID": CLIENT_ID,
-            "CLIENT_SECRET": CLIENT_SECRET,
-            "ADMIN_CLAIM": ADMIN_CLAIM,
-            "HTTP_TIMEOUT": "2",
-            "LOG_LEVEL": "WARNING",
-            **overrides,
-        }
+        config = {**settings, "TESTING": True, **overrides}
         app = create_app(config)
         with app.app_context():
             upgrade()
