@@ -81,6 +81,7 @@ def register_extensions(app: DMarketOpenAPI) -> None:
             "Link",
             "Location",
             "X-Total-Count",
+            "X-Next-Cursor",
             "X-Request-ID",
             "Retry-After",
             "X-RateLimit-Limit",

@@ -88,3 +88,22 @@ def test_a_new_user_arriving_on_every_worker_at_once_is_created_once(live, issue
     assert sorted({r.status_code for r in responses}) == [200]
     with app.app_context():
         assert db.session.query(User).filter_by(user_id="auth0|newcomer").count() == 1
+
+
+def test_without_if_match_every_concurrent_update_is_applied(live, issuer):
+    app, url = live
+    with app.app_context():
+        product_id = make_product("auth0|alice", quantity=0).id
+    alice = bearer(issuer.token("auth0|alice"))
+
+    def update(quantity: int):
+        return lambda: requests.put(
+            f"{url}/products/{product_id}/update", json={"quantity": quantity}, headers=alice, timeout=30
+        )
+
+    responses = race([update(q) for q in range(1, 13)], threads=12)
+    assert sorted({r.status_code for r in responses}) == [200]  # no precondition, so no 412
+    with app.app_context():
+        product = db.session.get(Product, product_id)
+        assert product.quantity in range(1, 13)
+        assert product.version == 13  # twelve writes, none lost in the version count

@@ -132,6 +132,47 @@ class TestList:
         assert [d["field"] for d in response.json["details"]] == [field]
 
 
+class TestCursors:
+    @pytest.fixture
+    def catalogue(self, app):
+        """Duplicate names and prices, so ties must be broken by id exactly as pages do."""
+        names = ["b", "a", "c", "a", "b", "d", "a", "c"]
+        return seed(app, *({"name": n, "price": Decimal(10 + i % 3)} for i, n in enumerate(names)))
+
+    @pytest.mark.parametrize("sort", ["id", "-id", "name", "-name", "price", "-price", "created_at", "-created_at"])
+    def test_walking_by_cursor_gives_the_same_rows_as_pages(self, client, catalogue, sort):
+        by_page = [p["id"] for n in (1, 2, 3) for p in client.get(f"/products?sort={sort}&per_page=3&page={n}").json]
+        walked, cursor = [], ""
+        while True:
+            response = client.get(f"/products?sort={sort}&per_page=3" + (f"&cursor={cursor}" if cursor else ""))
+            walked += [p["id"] for p in response.json]
+            cursor = response.headers.get("X-Next-Cursor")
+            if not cursor:
+                break
+        assert walked == by_page and len(walked) == 8
+
+    def test_cursor_pages_have_a_next_link_and_no_total(self, client, catalogue):
+        first = client.get("/products?per_page=3&q=a")
+        cursor = first.headers["X-Next-Cursor"]
+        second = client.get(f"/products?per_page=3&q=a&cursor={cursor}")
+        assert "X-Total-Count" not in second.headers
+        assert f'cursor={cursor}' not in second.headers["Link"]
+        assert 'rel="next"' in second.headers["Link"] and "q=a" in second.headers["Link"]
+
+    def test_the_last_page_has_no_next_cursor(self, client, catalogue):
+        assert "X-Next-Cursor" not in client.get("/products?per_page=8").headers
+
+    @pytest.mark.parametrize("cursor", ["garbage", "eyJzIjoiaWQifQ", "e30", "x" * 513, "not+base64/"])
+    def test_a_cursor_we_did_not_give_out_is_422(self, client, catalogue, cursor):
+        response = client.get(f"/products?cursor={cursor}")
+        assert response.status_code == 422
+        assert response.json["details"][0]["field"].endswith("cursor")
+
+    def test_a_cursor_is_only_valid_for_its_sort_order(self, client, catalogue):
+        cursor = client.get("/products?per_page=3&sort=name").headers["X-Next-Cursor"]
+        assert client.get(f"/products?sort=price&cursor={cursor}").status_code == 422
+
+
 class TestGet:
     def test_get_one_with_etag(self, app, client):
         (product_id,) = seed(app, {"name": "Lamp"})

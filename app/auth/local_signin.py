@@ -7,11 +7,11 @@ from typing import Annotated
 
 from flask import current_app, redirect, render_template, url_for
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.auth.session import end_session, ensure_same_site_request, start_session
 from app.auth.signin import REDIRECT, LoginQuery, safe_next
-from app.schemas.common import CleanText, ErrorOut
+from app.schemas.common import CleanText, ErrorOut, RequestModel
 from app.schemas.users import Email
 from app.services.users import sync_user
 
@@ -21,7 +21,7 @@ bp = APIBlueprint(
 HTML = {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
-class LocalSignInForm(BaseModel):
+class LocalSignInForm(RequestModel):
     email: Email
     name: Annotated[str, Field(max_length=255), CleanText] | None = None
     admin: bool = False

@@ -16,12 +16,12 @@ from authlib.integrations.flask_client import OAuth
 from flask import Flask, current_app, redirect, session, url_for
 from flask_openapi3 import APIBlueprint, Tag
 from joserfc.errors import JoseError
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.auth.session import end_session, start_session
 from app.auth.verifier import InvalidToken
 from app.errors import ApiError, BadRequest, ServiceUnavailable
-from app.schemas.common import ErrorOut
+from app.schemas.common import ErrorOut, RequestModel
 from app.services.users import sync_user
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,11 @@ PROFILE_CLAIMS = ("email", "name", "email_verified")
 bp = APIBlueprint("signin", __name__, abp_tags=[Tag(name="sign-in", description="Browser sign-in")])
 
 
-class LoginQuery(BaseModel):
+class LoginQuery(RequestModel):
     next: str | None = Field(default=None, max_length=2000, description="Relative path to return to after sign-in")
 
 
-class CallbackQuery(BaseModel):
+class CallbackQuery(RequestModel):
     code: str | None = Field(default=None, max_length=2000)
     state: str | None = Field(default=None, max_length=2000)
     error: str | None = Field(default=None, max_length=200)

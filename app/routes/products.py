@@ -30,10 +30,15 @@ def _product_response(product, status=200, headers=None):
 
 @bp.get("/products", responses={200: ProductList})
 def list_products(query: ProductQuery):
-    """List products, a page at a time (X-Total-Count and Link headers)."""
+    """List products by page (X-Total-Count, Link) or by cursor (X-Next-Cursor)."""
     page = products.list_products(**query.model_dump())
-    body = [ProductOut.model_validate(p).model_dump(mode="json") for p in page.items]
-    return json_response(body, headers={"X-Total-Count": str(page.total), "Link": pagination_links(page)})
+    headers = {"Link": pagination_links(page)}
+    if page.total is not None:
+        headers["X-Total-Count"] = str(page.total)
+    if page.next_cursor:
+        headers["X-Next-Cursor"] = page.next_cursor
+    body = ProductList.model_validate(page.items, from_attributes=True).model_dump_json()
+    return json_response(body, headers=headers)
 
 
 @bp.get("/products/<int:product_id>", responses={200: ProductOut, 404: ErrorOut})

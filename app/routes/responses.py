@@ -13,22 +13,31 @@ SIGNED_IN = [{"bearerAuth": []}, {"sessionCookie": []}]
 
 
 def json_response(body, status: int = 200, headers: dict | None = None):
-    response = Flask.response_class(json.dumps(body), status=status, mimetype="application/json")
+    """`body` is serialised here, unless it already is JSON text (pydantic's fast path)."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    response = Flask.response_class(text, status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
 
 
 def pagination_links(page) -> str:
-    """RFC 8288 Link header: first, prev, next and last pages, keeping the other query args."""
+    """RFC 8288 Link header: first, prev, next and last pages (or first and next cursor), keeping other args."""
 
-    def link(number: int, rel: str) -> str:
+    def link(number: int | None, rel: str, cursor: str | None = None) -> str:
         args = request.args.copy()
-        args["page"] = str(number)
+        args.pop("cursor", None)
         args["per_page"] = str(page.per_page)
+        if cursor:
+            args.pop("page", None)
+            args["cursor"] = cursor
+        else:
+            args["page"] = str(number)
         query = "&".join(f"{k}={v}" for k, v in _encoded(args))
         return f'<{request.base_url}?{query}>; rel="{rel}"'
 
+    if page.total is None:
+        return ", ".join([link(1, "first")] + ([link(None, "next", page.next_cursor)] if page.next_cursor else []))
     links = [link(1, "first")]
     if page.page > 1:
         links.append(link(min(page.page - 1, page.last_page), "prev"))

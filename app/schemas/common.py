@@ -51,6 +51,20 @@ def drop_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+class RequestModel(BaseModel):
+    """Query and form models: flask-openapi3 asks for their JSON schema on every request; build it once."""
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict[str, Any]:
+        if args or kwargs:  # the spec generator's calls, with their own options
+            return super().model_json_schema(*args, **kwargs)
+        cached = cls.__dict__.get("_request_schema")
+        if cached is None:
+            cached = super().model_json_schema()
+            cls._request_schema = cached
+        return cached
+
+
 class ErrorOut(BaseModel):
     """Every error the API returns, from every layer."""
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
-from app.schemas.common import CleanText, NonBlankText, SafeQueryText, drop_default
+from app.schemas.common import CleanText, NonBlankText, RequestModel, SafeQueryText, drop_default
 
 # Lengths are checked as sent (as the spec states them), then surrounding blanks are trimmed.
 Name = Annotated[str, Field(min_length=1, max_length=64), NonBlankText, AfterValidator(str.strip)]
@@ -108,7 +108,7 @@ class ProductPath(BaseModel):
     product_id: ProductId
 
 
-class ProductQuery(BaseModel):
+class ProductQuery(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     page: int = Field(default=1, ge=1, le=1_000_000, description="Page number, from 1")
@@ -120,3 +120,11 @@ class ProductQuery(BaseModel):
         default=None, description="Only products of this owner", json_schema_extra=drop_default
     )
     sort: SortKey = Field(default="id", description="Sort key; prefix with - for descending")
+    cursor: str = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Walk by cursor instead of page number: pass the X-Next-Cursor of the previous response "
+        "(same sort and filters). Constant cost at any depth; `page` is ignored and X-Total-Count is not sent.",
+        json_schema_extra=drop_default,
+    )

@@ -1,39 +1,59 @@
 """Product rules: listing, lookup with rights, and changes with optimistic locking."""
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select, tuple_
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db
 from app.models import Product
-from app.services.paging import Page
+from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.users import Identity
 
 EDITABLE_FIELDS = ("name", "description", "price", "quantity")
 
 
-def _filtered(*, q: str | None, user_id: str | None):
-    stmt = select(Product)
+def _conditions(*, q: str | None, user_id: str | None) -> list:
+    conditions = []
     if user_id is not None:
-        stmt = stmt.where(Product.user_id == user_id)
+        conditions.append(Product.user_id == user_id)
     if q:
-        stmt = stmt.where(
+        conditions.append(
             or_(Product.name.icontains(q, autoescape=True), Product.description.icontains(q, autoescape=True))
         )
-    return stmt
+    return conditions
 
 
-def list_products(*, page: int, per_page: int, sort: str, q: str | None = None, user_id: str | None = None) -> Page:
-    """One page and the total: two queries whatever the table size."""
-    stmt = _filtered(q=q, user_id=user_id)
-    column = getattr(Product, sort.lstrip("-"))
-    descending = sort.startswith("-")
-    order = [column.desc(), Product.id.desc()] if descending else [column.asc(), Product.id.asc()]
-    if column is Product.id:
-        order = order[:1]
-    items = db.session.scalars(stmt.order_by(*order).limit(per_page).offset((page - 1) * per_page)).all()
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
-    return Page(items=list(items), total=total, page=page, per_page=per_page)
+def list_products(
+    *, page: int, per_page: int, sort: str, q: str | None = None, user_id: str | None = None, cursor: str | None = None
+) -> Page:
+    """One page, by number (with the total) or after a cursor (index seek, no count: constant cost at any depth).
+
+    Rows come back as plain rows, not ORM objects: a listing only reads, and skipping the
+    identity map makes it markedly cheaper.
+    """
+    table = Product.__table__
+    conditions = _conditions(q=q, user_id=user_id)
+    column, descending = table.c[sort.lstrip("-")], sort.startswith("-")
+    keys = [column] if column is table.c.id else [column, table.c.id]
+    if cursor is not None:
+        value, last_id = decode_cursor(cursor, sort)
+        position = [bindparam(None, value, type_=column.type)] + ([last_id] if len(keys) == 2 else [])
+        left, right = (keys[0], position[0]) if len(keys) == 1 else (tuple_(*keys), tuple_(*position))
+        conditions.append(left < right if descending else left > right)
+    order = [key.desc() if descending else key.asc() for key in keys]
+    stmt = select(table).where(*conditions).order_by(*order).limit(per_page + 1)  # one more: is there a next?
+    if cursor is None:
+        stmt = stmt.offset((page - 1) * per_page)
+    items = db.session.execute(stmt).all()
+    total = None
+    if cursor is None:
+        total = db.session.scalar(select(func.count()).select_from(table).where(*conditions))
+    next_cursor = None
+    if len(items) > per_page:
+        items = items[:per_page]
+        last = items[-1]
+        next_cursor = encode_cursor(sort, getattr(last, column.key), last.id)
+    return Page(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor)
 
 
 def get_product_or_404(product_id: int) -> Product:
@@ -62,27 +82,47 @@ def create_product(*, owner: Identity, data: dict) -> Product:
     return product
 
 
-def update_product(*, product: Product, changes: dict, expected_etags=None) -> Product:
-    """Apply editable fields only; a concurrent writer makes this fail with 412, never overwrite."""
-    _check_version(product, expected_etags)
-    fields = {key: changes[key] for key in EDITABLE_FIELDS if key in changes}
-    if not any(getattr(product, key) != value for key, value in fields.items()):
-        return product
-    for key, value in fields.items():
-        setattr(product, key, value)
-    try:
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        raise PreconditionFailed() from None
+RETRIES_WITHOUT_PRECONDITION = 3
+
+
+def _write(product: Product, apply, expected_etags) -> Product:
+    """Run `apply(product)` and commit; the version column turns a concurrent write into StaleDataError.
+
+    With If-Match the client asked to lose such a race: 412. Without it, the client asked for
+    its change to be applied, so it is re-applied to the fresh row (last writer wins).
+    """
+    for attempt in range(RETRIES_WITHOUT_PRECONDITION):
+        _check_version(product, expected_etags)
+        if not apply(product):
+            return product
+        try:
+            db.session.commit()
+            return product
+        except StaleDataError:
+            db.session.rollback()
+            if expected_etags is not None or attempt == RETRIES_WITHOUT_PRECONDITION - 1:
+                raise PreconditionFailed() from None
+            product = get_product_or_404(product.id)
     return product
 
 
+def update_product(*, product: Product, changes: dict, expected_etags=None) -> Product:
+    """Apply editable fields only; never silently overwrite a version the client said it had."""
+    fields = {key: changes[key] for key in EDITABLE_FIELDS if key in changes}
+
+    def apply(target: Product) -> bool:
+        if not any(getattr(target, key) != value for key, value in fields.items()):
+            return False
+        for key, value in fields.items():
+            setattr(target, key, value)
+        return True
+
+    return _write(product, apply, expected_etags)
+
+
 def delete_product(*, product: Product, expected_etags=None) -> None:
-    _check_version(product, expected_etags)
-    db.session.delete(product)
-    try:
-        db.session.commit()
-    except StaleDataError:
-        db.session.rollback()
-        raise PreconditionFailed() from None
+    def apply(target: Product) -> bool:
+        db.session.delete(target)
+        return True
+
+    _write(product, apply, expected_etags)

@@ -1,0 +1,211 @@
+"""`make bench`: seed, serve with gunicorn, drive each endpoint, print ratios, write bench/results/latest.json.
+
+Settings (environment): BENCH_SIZES (default 1000,100000,1000000), BENCH_DURATION seconds per
+endpoint (10), BENCH_CONNECTIONS (16), BENCH_WORKERS gunicorn workers (2), BENCH_DATABASE_URL
+(also run on PostgreSQL, one schema per size).
+"""
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+from sqlalchemy import create_engine, text
+
+from app.auth.local_issuer import LocalIssuer
+from app.config import DEFAULT_ADMIN_CLAIM, DEFAULT_LOCAL_AUDIENCE, DEFAULT_LOCAL_ISSUER, database_url
+from bench import load
+from bench.seed import seed
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / ".data"
+RESULTS = ROOT / "bench" / "results"
+SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "1000,100000,1000000").split(",")]
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+PER_PAGE = 50
+READS = ["GET /products", "GET /products deep page", "GET /products cursor deep", "GET /products?q=", "GET /products/<id>"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(app_path: str, env: dict):
+    port = free_port()
+    server_env = {
+        **os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(WORKERS),
+        "LOG_LEVEL": "WARNING", "GUNICORN_MAX_REQUESTS": "0",
+    }  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app_path],
+        cwd=ROOT, env=server_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                requests.get(f"{url}/health" if app_path == "wsgi:app" else f"{url}/ceiling", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def worker_rss_mb(master_pid: int) -> list[float]:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    sizes = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes.append(round(int(line.split()[1]) / 1024, 1))
+    return sizes
+
+
+def with_schema(url: str, schema: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query["options"] = f"-csearch_path={schema}"
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def databases() -> list[tuple[str, callable]]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    targets = [("sqlite", lambda n: f"sqlite:///{DATA / f'products-{n}.sqlite3'}")]
+    pg = os.environ.get("BENCH_DATABASE_URL")
+    if pg:
+        base = database_url(pg)
+        engine = create_engine(base, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            for n in SIZES:
+                conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS bench_{n}"))
+        engine.dispose()
+        targets.append(("postgresql", lambda n: with_schema(base, f"bench_{n}")))
+    return targets
+
+
+def deep_cursor(url: str, n: int) -> str:
+    """A real cursor near the end of the list, as a client walking there would hold (fetched once, by page)."""
+    response = requests.get(f"{url}/products", params={"per_page": PER_PAGE, "page": n // PER_PAGE - 2}, timeout=120)
+    response.raise_for_status()
+    return response.headers["X-Next-Cursor"]
+
+
+def targets_for(url: str, n: int, token: str) -> dict[str, load.Target]:
+    auth = {"Authorization": f"Bearer {token}"}
+    middle = n // 2
+    targets = {
+        "GET /products": load.Target("GET", f"{url}/products"),
+        "GET /products deep page": load.Target("GET", f"{url}/products?page={n // PER_PAGE - 1}&per_page={PER_PAGE}"),
+        "GET /products?q=": load.Target("GET", f"{url}/products?q=lamp"),
+        "GET /products/<id>": load.Target("GET", f"{url}/products/{middle}"),
+        "PUT /products/<id>/update": load.Target(
+            "PUT", f"{url}/products/{middle}/update", {"quantity": 7, "price": "12.50"}, auth
+        ),
+        "POST /products/create": load.Target(
+            "POST", f"{url}/products/create", {"name": "Bench lamp", "price": "19.99", "quantity": 1}, auth
+        ),
+    }
+    cursor = deep_cursor(url, n)
+    targets["GET /products cursor deep"] = load.Target("GET", f"{url}/products?cursor={cursor}&per_page={PER_PAGE}")
+    return targets
+
+
+def run() -> dict:
+    issuer = LocalIssuer(
+        instance_path=str(ROOT / "instance"), issuer=DEFAULT_LOCAL_ISSUER,
+        audience=DEFAULT_LOCAL_AUDIENCE, admin_claim=DEFAULT_ADMIN_CLAIM,
+    )  # fmt: skip
+    token = issuer.mint(email="bench@example.com", admin=True, ttl=6 * 3600)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "generator": load.generator_name(),
+        "duration_s": DURATION, "connections": CONNECTIONS, "workers": WORKERS,
+        "ceiling": None, "databases": {},
+    }  # fmt: skip
+    print(f"# DMarket API benchmark, {report['date']}")
+    print(f"# {report['machine']}; load: {report['generator']}")
+    print(f"# {DURATION}s per endpoint, {CONNECTIONS} connections, gunicorn {WORKERS} sync workers (gunicorn.conf.py)")
+
+    with gunicorn("bench.ceiling:app", {}) as (url, pid):
+        result = load.drive(load.Target("GET", f"{url}/ceiling"), duration=DURATION, connections=CONNECTIONS)
+        report["ceiling"] = {**result.__dict__, "worker_rss_mb": worker_rss_mb(pid)}
+    ceiling = report["ceiling"]["requests_per_second"]
+    print(f"\nceiling (bare Flask, constant JSON): {ceiling:,.0f} req/s, p50 {report['ceiling']['p50_ms']:.2f} ms")
+
+    server_env = {
+        "AUTH_MODE": "local", "RATELIMIT_DEFAULT": "100000000 per minute", "RATELIMIT_WRITES": "100000000 per minute",
+    }  # fmt: skip
+    for name, url_for_size in databases():
+        sizes = report["databases"].setdefault(name, {})
+        for n in SIZES:
+            db_url = url_for_size(n)
+            seconds = seed(db_url, DATA / "instance", n)
+            seeded = "cached" if seconds is None else f"seeded in {seconds:.1f}s"
+            print(f"\n## {name}, {n:,} products ({seeded})")
+            print(f"{'endpoint':30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
+            rows = {}
+            with gunicorn("wsgi:app", {**server_env, "DATABASE_URL": db_url}) as (url, pid):
+                for label, target in targets_for(url, n, token).items():
+                    result = load.drive(target, duration=DURATION, connections=CONNECTIONS)
+                    share = result.requests_per_second / ceiling
+                    rows[label] = {**result.__dict__, "of_ceiling": round(share, 3)}
+                    print(
+                        f"{label:30} {result.requests_per_second:9,.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
+                        f"{result.errors:7d} {share:10.0%}"
+                    )
+                rss = worker_rss_mb(pid)
+                print(f"worker RSS after the run: {', '.join(f'{mb} MB' for mb in rss)}")
+            _drop_created_rows(db_url, n)
+            sizes[str(n)] = {"seed_seconds": seconds, "endpoints": rows, "worker_rss_mb": rss}
+        _print_scaling(name, sizes)
+    return report
+
+
+def _drop_created_rows(db_url: str, n: int) -> None:
+    """POST runs add rows; remove them so the next run finds the database as seeded."""
+    engine = create_engine(database_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM products WHERE id > :n"), {"n": n})
+    engine.dispose()
+
+
+def _print_scaling(name: str, sizes: dict) -> None:
+    smallest, largest = str(min(SIZES)), str(max(SIZES))
+    if smallest == largest:
+        return
+    print(f"\n## {name}: p50 at {int(largest):,} rows / p50 at {int(smallest):,} rows (target <= 2.0)")
+    for label in READS:
+        small = sizes[smallest]["endpoints"].get(label)
+        big = sizes[largest]["endpoints"].get(label)
+        if small and big:
+            ratio = big["p50_ms"] / small["p50_ms"]
+            sizes.setdefault("p50_ratio", {})[label] = round(ratio, 2)
+            print(f"{label:30} {ratio:6.2f}x   ({small['p50_ms']:.2f} ms -> {big['p50_ms']:.2f} ms)")
+
+
+def main() -> None:
+    report = run()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Bulk-seeded databases of N products owned by a few hundred users, built by the real migrations."""
+
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from flask_migrate import upgrade
+from sqlalchemy import func, insert, select, text
+
+from app import create_app
+from app.extensions import db
+from app.models import Product, User
+
+USERS = 300
+CHUNK = 20_000
+WORDS = ["Desk", "Lamp", "Chair", "Table", "Shelf", "Mug", "Clock", "Rug", "Stool", "Vase", "Sofa", "Bench"]
+
+
+def app_for(database_url: str, instance: Path):
+    app = create_app(
+        {
+            "APP_ENV": "development",
+            "INSTANCE_PATH": str(instance),
+            "DATABASE_URL": database_url,
+            "AUTH_MODE": "local",
+            "LOG_LEVEL": "WARNING",
+        }
+    )
+    with app.app_context():
+        upgrade()
+    return app
+
+
+def _products(n: int, start: datetime):
+    rng = random.Random(42)
+    for i in range(n):
+        yield {
+            "name": f"{rng.choice(WORDS)} {rng.choice(WORDS).lower()} {i}",
+            "description": f"Item {i}: a {rng.choice(WORDS).lower()} in good condition",
+            "price": Decimal(rng.randint(100, 100_000)) / 100,
+            "quantity": rng.randint(0, 50),
+            "user_id": f"bench|user{i % USERS}",
+            "created_at": start + timedelta(seconds=i),
+            "updated_at": start + timedelta(seconds=i),
+        }
+
+
+def seed(database_url: str, instance: Path, n: int) -> float | None:
+    """Make the database hold exactly N products; returns the seconds spent, or None if it already did."""
+    app = app_for(database_url, instance)
+    with app.app_context():
+        if db.session.scalar(select(func.count()).select_from(Product)) == n:
+            db.engine.dispose()
+            return None
+        started = time.perf_counter()
+        db.session.execute(Product.__table__.delete())
+        db.session.execute(User.__table__.delete())
+        now = datetime.now(UTC)
+        db.session.execute(
+            insert(User),
+            [{"user_id": f"bench|user{u}", "email": f"user{u}@bench.test", "name": f"User {u}"} for u in range(USERS)]
+            + [{"user_id": "local|bench@example.com", "email": "bench@example.com", "name": "bench"}],
+        )
+        batch = []
+        for row in _products(n, now - timedelta(seconds=n)):
+            batch.append(row)
+            if len(batch) == CHUNK:
+                db.session.execute(insert(Product), batch)
+                batch = []
+        if batch:
+            db.session.execute(insert(Product), batch)
+        db.session.commit()
+        db.session.execute(text("ANALYZE"))  # fresh planner statistics on both databases
+        db.session.commit()
+        db.engine.dispose()
+        return time.perf_counter() - started
