@@ -33,7 +33,13 @@ DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 PER_PAGE = 50
-READS = ["GET /products", "GET /products deep page", "GET /products cursor deep", "GET /products?q=", "GET /products/<id>"]
+READS = [
+    "GET /products",
+    "GET /products deep page",
+    "GET /products cursor deep",
+    "GET /products?q=",
+    "GET /products/<id>",
+]
 
 
 def free_port() -> int:
