@@ -156,7 +156,7 @@ class TestCursors:
         cursor = first.headers["X-Next-Cursor"]
         second = client.get(f"/products?per_page=3&q=a&cursor={cursor}")
         assert "X-Total-Count" not in second.headers
-        assert f'cursor={cursor}' not in second.headers["Link"]
+        assert f"cursor={cursor}" not in second.headers["Link"]
         assert 'rel="next"' in second.headers["Link"] and "q=a" in second.headers["Link"]
 
     def test_the_last_page_has_no_next_cursor(self, client, catalogue):
