@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export FLASK_APP := wsgi.py
 
-.PHONY: run serve test test-postgres fuzz lint format clean
+.PHONY: run serve test test-postgres fuzz bench lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ test-postgres: $(VENV)/.dev
 FUZZ_EXAMPLES ?= 2000
 fuzz: $(VENV)/.dev
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_contract.py
+
+## bench: throughput and latency against the framework's ceiling (bench/README.md); wrk from Debian when possible
+bench: $(VENV)/.dev
+	@command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; }; } || \
+		echo "wrk could not be installed: the Python load generator will be used"
+	$(BIN)/python -m bench
 
 ## lint: ruff lint and format check
 lint: $(VENV)/.dev

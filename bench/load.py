@@ -61,10 +61,10 @@ def _wrk(target: Target, duration: int, connections: int) -> Result:
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(_lua(target))
         script.flush()
+        command = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "30s"]
         out = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, target.url],
-            capture_output=True, text=True, check=True, timeout=duration + 60,
-        ).stdout  # fmt: skip
+            [*command, "-s", script.name, target.url], capture_output=True, text=True, check=True, timeout=duration + 90
+        ).stdout
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)

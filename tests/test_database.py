@@ -7,10 +7,10 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, delete, inspect, text
 
 from app.extensions import db
-from app.models import Product
+from app.models import Product, ProductStats, User
 from tests.databases import postgres_base_url
 from tests.factories import make_product
 from tests.tcpproxy import TcpProxy
@@ -96,3 +96,18 @@ def test_migrations_downgrade_and_upgrade_again(app):
         assert "products" not in inspect(db.engine).get_table_names()
         upgrade()
         assert {"products", "users"} <= set(inspect(db.engine).get_table_names())
+
+
+def test_the_product_total_kept_by_triggers_stays_exact(app, client):
+    """Every way rows come and go: one by one, in bulk, and with their owner (cascade)."""
+    with app.app_context():
+        for n in range(6):
+            make_product("auth0|alice" if n % 2 else "auth0|bob", name=f"Item {n}")
+        db.session.delete(db.session.get(Product, 1))
+        db.session.commit()
+        db.session.execute(delete(Product).where(Product.name == "Item 3"))
+        db.session.execute(delete(User).where(User.user_id == "auth0|bob"))  # ON DELETE CASCADE
+        db.session.commit()
+        actual = db.session.query(Product).count()
+        assert db.session.get(ProductStats, 1).total == actual == 2
+    assert client.get("/products").headers["X-Total-Count"] == "2"

@@ -1,4 +1,5 @@
 from app.models.product import Product
+from app.models.stats import ProductStats
 from app.models.user import User
 
-__all__ = ["Product", "User"]
+__all__ = ["Product", "ProductStats", "User"]

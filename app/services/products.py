@@ -5,7 +5,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db
-from app.models import Product
+from app.models import Product, ProductStats
 from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.users import Identity
 
@@ -23,13 +23,10 @@ def _conditions(*, q: str | None, user_id: str | None) -> list:
     return conditions
 
 
-def list_products(
-    *, page: int, per_page: int, sort: str, q: str | None = None, user_id: str | None = None, cursor: str | None = None
-) -> Page:
-    """One page, by number (with the total) or after a cursor (index seek, no count: constant cost at any depth).
+def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, cursor=None):
+    """The statements behind one page: rows (one extra, to know if there is a next) and the total (or None).
 
-    Rows come back as plain rows, not ORM objects: a listing only reads, and skipping the
-    identity map makes it markedly cheaper.
+    Public so the query plans can be checked (tests/test_explain.py): both must use indexes.
     """
     table = Product.__table__
     conditions = _conditions(q=q, user_id=user_id)
@@ -41,18 +38,32 @@ def list_products(
         left, right = (keys[0], position[0]) if len(keys) == 1 else (tuple_(*keys), tuple_(*position))
         conditions.append(left < right if descending else left > right)
     order = [key.desc() if descending else key.asc() for key in keys]
-    stmt = select(table).where(*conditions).order_by(*order).limit(per_page + 1)  # one more: is there a next?
-    if cursor is None:
-        stmt = stmt.offset((page - 1) * per_page)
-    items = db.session.execute(stmt).all()
-    total = None
-    if cursor is None:
-        total = db.session.scalar(select(func.count()).select_from(table).where(*conditions))
+    rows = select(table).where(*conditions).order_by(*order).limit(per_page + 1)
+    if cursor is not None:
+        return rows, None
+    if conditions:
+        total = select(func.count()).select_from(table).where(*conditions)
+    else:
+        total = select(ProductStats.total)  # kept exact by triggers: no scan of the table
+    return rows.offset((page - 1) * per_page), total
+
+
+def list_products(
+    *, page: int, per_page: int, sort: str, q: str | None = None, user_id: str | None = None, cursor: str | None = None
+) -> Page:
+    """One page, by number (with the total) or after a cursor (index seek, no count: constant cost at any depth).
+
+    Rows come back as plain rows, not ORM objects: a listing only reads, and skipping the
+    identity map makes it markedly cheaper.
+    """
+    rows, count = page_queries(page=page, per_page=per_page, sort=sort, q=q, user_id=user_id, cursor=cursor)
+    items = db.session.execute(rows).all()
+    total = db.session.scalar(count) if count is not None else None
     next_cursor = None
     if len(items) > per_page:
         items = items[:per_page]
         last = items[-1]
-        next_cursor = encode_cursor(sort, getattr(last, column.key), last.id)
+        next_cursor = encode_cursor(sort, getattr(last, sort.lstrip("-")), last.id)
     return Page(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor)
 
 

@@ -1,0 +1,96 @@
+"""List queries use indexes on both databases: the default order, the owner filter and cursors."""
+
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import insert, text
+
+from app.extensions import db
+from app.models import Product, User
+from app.services.paging import encode_cursor
+from app.services.products import page_queries
+
+ROWS, OWNERS = 3000, 300
+
+
+@pytest.fixture
+def filled(app):
+    """Enough rows, spread over enough owners, that PostgreSQL's planner prefers an index when it can."""
+    rng = random.Random(7)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with app.app_context():
+        db.session.execute(insert(User), [{"user_id": f"u{n}", "email": f"u{n}@x.test"} for n in range(OWNERS)])
+        db.session.execute(
+            insert(Product),
+            [
+                {
+                    "name": f"item {i}", "price": Decimal(rng.randint(100, 9999)) / 100, "quantity": 1,
+                    "user_id": f"u{i % OWNERS}", "created_at": start + timedelta(seconds=i),
+                    "updated_at": start + timedelta(seconds=i),
+                }
+                for i in range(ROWS)
+            ],
+        )  # fmt: skip
+        db.session.commit()
+        db.session.execute(text("ANALYZE"))
+        db.session.commit()
+        yield app
+
+
+def plan(statement) -> str:
+    """The database's own plan for a statement (bound values inlined)."""
+    sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
+    if db.engine.dialect.name == "sqlite":
+        return "\n".join(row[-1] for row in db.session.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+    return json.dumps(db.session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar())
+
+
+def assert_indexed(statement, index: str) -> None:
+    found = plan(statement)
+    if db.engine.dialect.name == "sqlite":
+        assert "TEMP B-TREE" not in found, found  # no sort of the whole result
+        if index == "pk_products":
+            assert "SCAN products" in found or "USING INTEGER PRIMARY KEY" in found, found
+        else:
+            assert f"USING INDEX {index}" in found or f"USING COVERING INDEX {index}" in found, found
+    else:
+        assert '"Seq Scan"' not in found, found
+        assert f'"Index Name": "{index}"' in found, found
+
+
+def test_default_first_page_walks_the_primary_key(filled):
+    with filled.app_context():
+        rows, _ = page_queries(page=1, per_page=50, sort="id")
+        assert_indexed(rows, "pk_products")
+
+
+def test_owner_filter_uses_the_owner_index(filled):
+    with filled.app_context():
+        rows, count = page_queries(page=1, per_page=50, sort="id", user_id="u7")
+        assert_indexed(rows, "ix_products_user_id_id")
+        assert_indexed(count, "ix_products_user_id_id")
+
+
+@pytest.mark.parametrize("sort, index", [("name", "ix_products_name_id"), ("-price", "ix_products_price_id")])
+def test_sorted_pages_use_their_composite_index(filled, sort, index):
+    with filled.app_context():
+        rows, _ = page_queries(page=1, per_page=50, sort=sort)
+        assert_indexed(rows, index)
+
+
+@pytest.mark.parametrize(
+    "sort, value, index",
+    [
+        ("id", 2900, "pk_products"),
+        ("name", "item 2900", "ix_products_name_id"),
+        ("-price", Decimal("50.00"), "ix_products_price_id"),
+    ],
+)
+def test_a_deep_cursor_seeks_instead_of_skipping(filled, sort, value, index):
+    with filled.app_context():
+        rows, count = page_queries(page=1, per_page=50, sort=sort, cursor=encode_cursor(sort, value, 2900))
+        assert count is None
+        assert_indexed(rows, index)
