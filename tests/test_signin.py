@@ -215,3 +215,18 @@ class TestLogout:
 def test_sign_in_is_rate_limited_per_ip(make_app):
     client = make_app(RATELIMIT_LOGIN="2 per minute").test_client()
     assert [client.get("/login").status_code for _ in range(3)] == [302, 302, 429]
+
+
+def test_the_whole_browser_journey(app, client, issuer):
+    """Sign in at the provider, use the API with the cookie, meet the Origin check, sign out."""
+    assert sign_in(client, next_path="/me").headers["Location"] == "/me"
+    assert client.get("/me").json["email"] == "alice@example.com"
+    created = client.post("/products/create", json=PRODUCT, headers={"Origin": SPA})
+    assert created.status_code == 201 and created.json["user_id"] == "auth0|alice"
+    forged = client.post("/products/create", json=PRODUCT, headers={"Origin": "https://evil.example"})
+    assert forged.status_code == 403
+    assert client.get("/logout").status_code == 302
+    assert client.get("/me").status_code == 401
+    assert client.post("/products/create", json=PRODUCT, headers={"Origin": SPA}).status_code == 401
+    with app.app_context():
+        assert [p.user_id for p in db.session.query(Product).all()] == ["auth0|alice"]
