@@ -65,7 +65,7 @@ def _wrk(target: Target, duration: int, connections: int) -> Result:
         out = subprocess.run(
             [*command, "-s", script.name, target.url], capture_output=True, text=True, check=True, timeout=duration + 90
         ).stdout
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
