@@ -17,7 +17,6 @@ from app import create_app
 from app.extensions import db
 from tests.databases import postgres_base_url, postgres_schema
 from tests.factories import bearer
-from tests.issuer import ADMIN_CLAIM, AUDIENCE, CLIENT_ID, CLIENT_SECRET
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -39,27 +38,19 @@ def _postgres_url() -> str:
 
 
 @pytest.fixture
-def cluster(issuer, tmp_path):
+def cluster(issuer, settings):
     """Two instances behind an imaginary load balancer; yields their base URLs."""
     issuer.reset()
     prefix = f"dmarket-scale-{uuid.uuid4().hex[:8]}"
     with postgres_schema(_postgres_url()) as database_url:
         env = {
-            "APP_ENV": "testing",
-            "SECRET_KEY": "shared-secret-key-for-every-instance-0123456789",
-            "DATABASE_URL": database_url,
-            "AUTH_MODE": "auth0",
-            "AUTH0_ISSUER": issuer.url,
-            "API_AUDIENCE": AUDIENCE,
-            "CLIENT_ID": CLIENT_ID,
-            "CLIENT_SECRET": CLIENT_SECRET,
-            "ADMIN_CLAIM": ADMIN_CLAIM,
-            "CORS_ORIGINS": "http://localhost:3000",
+            **settings,
+            "DATABASE_URL": database_url,  # PostgreSQL even when the suite runs on SQLite
             "RATELIMIT_STORAGE_URI": REDIS_URL,
             "RATELIMIT_KEY_PREFIX": prefix,
             "RATELIMIT_WRITES": "5 per minute",
         }
-        migrator = create_app({**env, "INSTANCE_PATH": str(tmp_path)})
+        migrator = create_app(env)
         with migrator.app_context():
             upgrade()
             db.engine.dispose()

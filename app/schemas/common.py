@@ -4,7 +4,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import core_schema
 
 # C0 control characters other than tab, newline and carriage return (and DEL):
@@ -63,6 +63,15 @@ class RequestModel(BaseModel):
             cached = super().model_json_schema()
             cls._request_schema = cached
         return cached
+
+
+class PageQuery(RequestModel):
+    """Page-number paging shared by every listing; unknown query parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(default=1, ge=1, le=1_000_000, description="Page number, from 1")
+    per_page: int = Field(default=50, ge=1, le=100, description="Items per page")
 
 
 class ErrorOut(BaseModel):

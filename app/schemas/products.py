@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
-from app.schemas.common import CleanText, NonBlankText, RequestModel, SafeQueryText, drop_default
+from app.schemas.common import CleanText, NonBlankText, PageQuery, SafeQueryText, drop_default
 
 # Lengths are checked as sent (as the spec states them), then surrounding blanks are trimmed.
 Name = Annotated[str, Field(min_length=1, max_length=64), NonBlankText, AfterValidator(str.strip)]
@@ -108,11 +108,7 @@ class ProductPath(BaseModel):
     product_id: ProductId
 
 
-class ProductQuery(RequestModel):
-    model_config = ConfigDict(extra="forbid")
-
-    page: int = Field(default=1, ge=1, le=1_000_000, description="Page number, from 1")
-    per_page: int = Field(default=50, ge=1, le=100, description="Items per page")
+class ProductQuery(PageQuery):
     q: SafeQueryText = Field(
         default=None, description="Case-insensitive search in name and description", json_schema_extra=drop_default
     )

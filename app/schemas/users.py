@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import RequestModel, SafeQueryText, drop_default
+from app.schemas.common import PageQuery, SafeQueryText, drop_default
 
 # Something@something, without blanks or control characters (pydantic enforces the same pattern).
 Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")]
@@ -29,11 +29,7 @@ class UserList(BaseModel):
     users: list[AdminUserOut]
 
 
-class UserQuery(RequestModel):
-    model_config = ConfigDict(extra="forbid")
-
-    page: int = Field(default=1, ge=1, le=1_000_000, description="Page number, from 1")
-    per_page: int = Field(default=50, ge=1, le=100, description="Users per page")
+class UserQuery(PageQuery):
     q: SafeQueryText = Field(
         default=None, description="Case-insensitive search in email and name", json_schema_extra=drop_default
     )
