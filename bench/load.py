@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -27,6 +28,9 @@ class Target:
     url: str
     body: dict | None = None
     headers: dict | None = None
+    # An integer field of `body` given a fresh random value per request, so an update really
+    # writes (the API commits nothing when a PUT changes nothing).
+    vary: str | None = None
 
 
 def generator_name() -> str:
@@ -54,6 +58,14 @@ def _lua(target: Target) -> str:
         lines.append('wrk.headers["Content-Type"] = "application/json"')
     for name, value in (target.headers or {}).items():
         lines.append(f'wrk.headers["{name}"] = "{value}"')
+    if target.vary:
+        template = json.dumps({**target.body, target.vary: 0}).replace(f'"{target.vary}": 0', f'"{target.vary}": %d')
+        lines += [
+            "math.randomseed(os.time())",
+            "request = function()",
+            f"  return wrk.format(nil, nil, nil, string.format([[{template}]], math.random(1, 1000000000)))",
+            "end",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -83,6 +95,7 @@ def _python(target: Target, duration: int, connections: int) -> Result:
     parts = urlsplit(target.url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     body = json.dumps(target.body).encode() if target.body is not None else None
+    vary = random.Random()
     headers = {**(target.headers or {}), **({"Content-Type": "application/json"} if body else {})}
     latencies: list[float] = []
     errors = [0]
@@ -95,6 +108,8 @@ def _python(target: Target, duration: int, connections: int) -> Result:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
+                if target.vary:
+                    body = json.dumps({**target.body, target.vary: vary.randint(1, 10**9)}).encode()
                 conn.request(target.method, path, body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
