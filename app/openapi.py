@@ -5,6 +5,42 @@ from flask_openapi3 import OpenAPI
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 # Every route but the probes shares the per-client rate limit.
 UNLIMITED_PREFIXES = ("/health",)
+# Where a route lists the headers of its own success response (see `response_headers`).
+HEADERS_EXTENSION = "x-dmarket-response-headers"
+
+_INTEGER, _STRING = {"type": "integer", "minimum": 0}, {"type": "string"}
+HEADERS = {
+    "X-Request-ID": ("This request's id, also in the logs (the client's own when it sent a valid one)", _STRING),
+    "WWW-Authenticate": ('`Bearer`, with `error="invalid_token"` and a description when a token was refused', _STRING),
+    "Retry-After": ("Seconds to wait before retrying", {"type": "integer", "minimum": 1}),
+    "X-RateLimit-Limit": ("Requests allowed in the window that was exceeded", _INTEGER),
+    "X-RateLimit-Remaining": ("Requests left in that window", _INTEGER),
+    "X-RateLimit-Reset": ("When that window resets (Unix time, seconds)", _INTEGER),
+    "Link": ("RFC 8288 links to the first, previous, next and last pages (or the next cursor)", _STRING),
+    "X-Total-Count": ("Items matching the query, over all pages (page mode only, not with `cursor`)", _INTEGER),
+    "X-Next-Cursor": ("Opaque cursor for the next page; absent on the last page", _STRING),
+    "ETag": ("The product's version; send it back in If-Match to update or delete safely", _STRING),
+    "Location": ("URL of the created product", _STRING),
+}
+# Headers by status, on every operation that can answer it.
+STATUS_HEADERS = {
+    "401": ("WWW-Authenticate",),
+    "429": ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"),
+    "503": ("Retry-After",),
+}
+
+
+def response_headers(status: int, *always: str, sometimes: tuple[str, ...] = ()) -> dict:
+    """`openapi_extensions=` for a route: the headers its `status` response carries (always, or sometimes)."""
+    unknown = set(always + sometimes) - HEADERS.keys()
+    if unknown:
+        raise ValueError(f"no description for the headers {sorted(unknown)}: add them to HEADERS")
+    return {HEADERS_EXTENSION: {str(status): {**dict.fromkeys(always, True), **dict.fromkeys(sometimes, False)}}}
+
+
+def _header(name: str, required: bool = True) -> dict:
+    description, schema = HEADERS[name]
+    return {"description": description, "required": required, "schema": schema}
 
 
 def _error(description: str) -> dict:
@@ -30,3 +66,16 @@ class DMarketOpenAPI(OpenAPI):
                 if not path.startswith(UNLIMITED_PREFIXES):
                     responses.setdefault("429", _error("Too many requests; see Retry-After"))
                 responses.setdefault("500", _error("Unexpected error (logged with the request id)"))
+                _document_headers(operation)
+
+
+def _document_headers(operation: dict) -> None:
+    """Every answer carries X-Request-ID; some statuses carry their own; routes declare the rest."""
+    declared = operation.pop(HEADERS_EXTENSION, {})
+    for status, response in operation["responses"].items():
+        headers = response.setdefault("headers", {})
+        headers["X-Request-ID"] = _header("X-Request-ID")
+        for name in STATUS_HEADERS.get(status, ()):
+            headers[name] = _header(name)
+        for name, required in declared.get(status, {}).items():
+            headers[name] = _header(name, required)

@@ -150,6 +150,13 @@ class TestCors:
         )
 
 
+# Headers for HTTP itself and for browsers, not for API clients to read: not listed per response.
+TRANSPORT_AND_BROWSER_POLICY = {
+    "Content-Type", "Content-Length", "Vary", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy",
+    "Cross-Origin-Opener-Policy", "Content-Security-Policy",
+}  # fmt: skip
+
+
 class TestDocs:
     def test_root_redirects_to_the_docs(self, client):
         response = client.get("/")
@@ -196,6 +203,27 @@ class TestDocs:
             assert operation["security"] == [{"bearerAuth": []}, {"sessionCookie": []}]
             assert statuses <= set(operation["responses"]), path
         assert "security" not in spec["paths"]["/products"]["get"]
+
+    def test_the_headers_clients_read_are_the_documented_ones(self, make_app, user_headers):
+        """Both ways: what the spec calls required is sent, and nothing a client reads is sent undocumented."""
+        client = make_app(RATELIMIT_DEFAULT="5 per minute").test_client()
+        spec = client.get("/openapi/openapi.json").json
+        lamp = {"name": "Lamp", "price": "2", "quantity": 1}
+        created = client.post("/products/create", json=lamp, headers=user_headers)
+        answers = {
+            ("/products", "get", "200"): client.get("/products"),
+            ("/products/{product_id}", "get", "200"): client.get(created.headers["Location"]),
+            ("/products/create", "post", "201"): created,
+            ("/products/create", "post", "401"): client.post("/products/create", json={}),
+            ("/products", "get", "429"): [client.get("/products") for _ in range(6)][-1],  # past 5 per minute
+        }
+        for (path, method, status), response in answers.items():
+            assert str(response.status_code) == status, (path, status)
+            documented = spec["paths"][path][method]["responses"][status]["headers"]
+            required = {name for name, header in documented.items() if header["required"]}
+            sent = set(response.headers.keys()) - TRANSPORT_AND_BROWSER_POLICY
+            assert required <= sent, (path, status, required - sent)
+            assert sent <= set(documented), (path, status, sent - set(documented))
 
     def test_error_responses_use_the_error_schema(self, client):
         spec = client.get("/openapi/openapi.json").json

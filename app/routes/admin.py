@@ -4,6 +4,7 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_identity, require_admin, require_auth
+from app.openapi import response_headers
 from app.routes.responses import PROTECTED, SIGNED_IN, json_response
 from app.schemas.common import ErrorOut
 from app.schemas.users import AdminChangeOut, AdminCheckOut, AdminUserOut, EmailIn, UserList, UserOut, UserQuery
@@ -23,7 +24,7 @@ def _user_row(user, product_count: int) -> dict:
     return AdminUserOut.model_validate({**UserOut.model_validate(user).model_dump(), "product_count": product_count})
 
 
-@bp.get("/users", responses={200: UserList})
+@bp.get("/users", responses={200: UserList}, openapi_extensions=response_headers(200, "X-Total-Count"))
 @require_admin
 def list_users(query: UserQuery):
     """List users with their product counts (X-Total-Count holds the total)."""

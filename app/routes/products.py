@@ -4,6 +4,7 @@ from flask import request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_identity, require_auth
+from app.openapi import response_headers
 from app.routes.responses import PROTECTED, SIGNED_IN, json_response, pagination_links
 from app.schemas.common import ErrorOut, MessageOut
 from app.schemas.products import ProductIn, ProductList, ProductOut, ProductPath, ProductQuery, ProductUpdate
@@ -28,7 +29,11 @@ def _product_response(product, status=200, headers=None):
     return response
 
 
-@bp.get("/products", responses={200: ProductList})
+@bp.get(
+    "/products",
+    responses={200: ProductList},
+    openapi_extensions=response_headers(200, "Link", sometimes=("X-Total-Count", "X-Next-Cursor")),
+)
 def list_products(query: ProductQuery):
     """List products by page (X-Total-Count, Link) or by cursor (X-Next-Cursor)."""
     page = products.list_products(**query.model_dump())
@@ -41,13 +46,22 @@ def list_products(query: ProductQuery):
     return json_response(body, headers=headers)
 
 
-@bp.get("/products/<int:product_id>", responses={200: ProductOut, 404: ErrorOut})
+@bp.get(
+    "/products/<int:product_id>",
+    responses={200: ProductOut, 404: ErrorOut},
+    openapi_extensions=response_headers(200, "ETag"),
+)
 def get_product(path: ProductPath):
     """Get one product (with its ETag, for If-Match on update)."""
     return _product_response(products.get_product_or_404(path.product_id))
 
 
-@bp.post("/products/create", responses={201: ProductOut, **PROTECTED}, security=SIGNED_IN)
+@bp.post(
+    "/products/create",
+    responses={201: ProductOut, **PROTECTED},
+    security=SIGNED_IN,
+    openapi_extensions=response_headers(201, "ETag", "Location"),
+)
 @require_auth
 def create_product(body: ProductIn):
     """Create a product owned by the caller."""
@@ -60,6 +74,7 @@ def create_product(body: ProductIn):
     "/products/<int:product_id>/update",
     responses={200: ProductOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, **PROTECTED},
     security=SIGNED_IN,
+    openapi_extensions=response_headers(200, "ETag"),
 )
 @require_auth
 def update_product(path: ProductPath, body: ProductUpdate):
