@@ -1,14 +1,18 @@
 """The database under the API: SQLite tuned for several workers, PostgreSQL surviving outages."""
 
+import multiprocessing
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import create_engine, delete, inspect, text
 
+from app import create_app
 from app.extensions import db
 from app.models import Product, ProductStats, User
 from tests.databases import postgres_base_url
@@ -16,6 +20,8 @@ from tests.factories import make_product
 from tests.tcpproxy import TcpProxy
 
 PRODUCT = {"name": "Lamp", "description": "A desk lamp", "price": "19.99", "quantity": 1}
+ROOT = Path(__file__).resolve().parent.parent
+HEAD = ScriptDirectory(str(ROOT / "migrations")).get_current_head()
 needs_postgres = pytest.mark.skipif(not postgres_base_url(), reason="set TEST_DATABASE_URL to run on PostgreSQL")
 
 
@@ -111,3 +117,30 @@ def test_the_product_total_kept_by_triggers_stays_exact(app, client):
         actual = db.session.query(Product).count()
         assert db.session.get(ProductStats, 1).total == actual == 2
     assert client.get("/products").headers["X-Total-Count"] == "2"
+
+
+def _upgrade_with_the_others(settings: dict, ready) -> None:
+    """One starting instance: build the app, wait until every other one is built too, then upgrade."""
+    app = create_app(settings)
+    with app.app_context():
+        ready.wait(timeout=60)
+        upgrade()
+
+
+@needs_postgres
+def test_instances_starting_together_migrate_once(settings):
+    """Every container runs `flask db upgrade` at start: on PostgreSQL they queue on a lock instead of racing."""
+    processes = multiprocessing.get_context("fork")
+    ready = processes.Barrier(4)
+    starts = [processes.Process(target=_upgrade_with_the_others, args=(settings, ready)) for _ in range(4)]
+    for start in starts:
+        start.start()
+    for start in starts:
+        start.join(timeout=120)
+    assert [start.exitcode for start in starts] == [0, 0, 0, 0]
+    engine = create_engine(settings["DATABASE_URL"])
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
+        assert {"products", "users", "product_stats"} <= set(inspect(conn).get_table_names())
+        assert conn.execute(text("SELECT total FROM product_stats")).scalars().all() == [0]
+    engine.dispose()
