@@ -188,6 +188,8 @@ def run() -> dict:
                         f"{label:30} {result.requests_per_second:9,.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
                         f"{result.errors:7d} {share:10.0%}"
                     )
+                    if result.failures:
+                        print(f"  {label} failed answers by status (as its script saw them): {result.failures}")
                 rss = worker_rss_mb(pid)
                 print(f"worker RSS after the run: {', '.join(f'{mb} MB' for mb in rss)}")
             _drop_created_rows(db_url, n)

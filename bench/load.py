@@ -9,7 +9,8 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 
@@ -20,6 +21,8 @@ class Result:
     p99_ms: float
     errors: int
     requests: int
+    # Failed answers by status ("socket" for connection errors and timeouts), to say what went wrong.
+    failures: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +69,12 @@ def _lua(target: Target) -> str:
             f"  return wrk.format(nil, nil, nil, string.format([[{template}]], math.random(1, 1000000000)))",
             "end",
         ]
+    # Name each failed answer's status on stdout, so a run says what its errors were.
+    lines += [
+        "response = function(status, headers, body)",
+        '  if status >= 400 then io.write("status ", status, "\\n") end',
+        "end",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -81,13 +90,18 @@ def _wrk(target: Target, duration: int, connections: int) -> Result:
     total = int(re.search(r"(\d+) requests in", out).group(1))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    errors = (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, socket.groups())) if socket else 0)
+    socket_errors = sum(map(int, socket.groups())) if socket else 0
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) + socket_errors
+    failures = Counter(re.findall(r"^status (\d+)$", out, re.M))
+    if socket_errors:
+        failures["socket"] = socket_errors
     return Result(
         requests_per_second=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
         p50_ms=_ms(percentiles["50"]),
         p99_ms=_ms(percentiles["99"]),
         errors=errors,
         requests=total,
+        failures=dict(failures),
     )
 
 
@@ -98,30 +112,32 @@ def _python(target: Target, duration: int, connections: int) -> Result:
     vary = random.Random()
     headers = {**(target.headers or {}), **({"Content-Type": "application/json"} if body else {})}
     latencies: list[float] = []
-    errors = [0]
+    failures = Counter()
     lock = threading.Lock()
     deadline = time.perf_counter() + duration
 
     def worker():
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-        mine, failed = [], 0
+        mine, failed = [], Counter()
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
+                payload = body
                 if target.vary:
-                    body = json.dumps({**target.body, target.vary: vary.randint(1, 10**9)}).encode()
-                conn.request(target.method, path, body=body, headers=headers)
+                    payload = json.dumps({**target.body, target.vary: vary.randint(1, 10**9)}).encode()
+                conn.request(target.method, path, body=payload, headers=headers)
                 response = conn.getresponse()
                 response.read()
-                failed += not 200 <= response.status < 400
+                if not 200 <= response.status < 400:
+                    failed[str(response.status)] += 1
             except OSError:
-                failed += 1
+                failed["socket"] += 1
                 conn.close()
                 conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
             mine.append((time.perf_counter() - started) * 1000)
         with lock:
             latencies.extend(mine)
-            errors[0] += failed
+            failures.update(failed)
 
     threads = [threading.Thread(target=worker) for _ in range(connections)]
     started = time.perf_counter()
@@ -135,4 +151,5 @@ def _python(target: Target, duration: int, connections: int) -> Result:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(len(latencies) * p))] if latencies else 0.0
 
-    return Result(len(latencies) / elapsed, pct(0.50), pct(0.99), errors[0], len(latencies))
+    errors = sum(failures.values())
+    return Result(len(latencies) / elapsed, pct(0.50), pct(0.99), errors, len(latencies), dict(failures))
