@@ -8,11 +8,12 @@ endpoint (10), BENCH_CONNECTIONS (16), BENCH_WORKERS gunicorn workers (2), BENCH
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,6 +34,12 @@ DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 PER_PAGE = 50
+# Local tokens; limits far above what the load reaches (the limiter still runs on every request).
+SERVER_ENV = {
+    "AUTH_MODE": "local",
+    "RATELIMIT_DEFAULT": "100000000 per minute",
+    "RATELIMIT_WRITES": "100000000 per minute",
+}
 READS = [
     "GET /products",
     "GET /products deep page",
@@ -154,48 +161,58 @@ def run() -> dict:
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
         "generator": load.generator_name(),
         "duration_s": DURATION, "connections": CONNECTIONS, "workers": WORKERS,
-        "ceiling": None, "databases": {},
+        "databases": {},
     }  # fmt: skip
     print(f"# DMarket API benchmark, {report['date']}")
     print(f"# {report['machine']}; load: {report['generator']}")
     print(f"# {DURATION}s per endpoint, {CONNECTIONS} connections, gunicorn {WORKERS} sync workers (gunicorn.conf.py)")
-
-    with gunicorn("bench.ceiling:app", {}) as (url, pid):
-        result = load.drive(load.Target("GET", f"{url}/ceiling"), duration=DURATION, connections=CONNECTIONS)
-        report["ceiling"] = {**result.__dict__, "worker_rss_mb": worker_rss_mb(pid)}
-    ceiling = report["ceiling"]["requests_per_second"]
-    print(f"\nceiling (bare Flask, constant JSON): {ceiling:,.0f} req/s, p50 {report['ceiling']['p50_ms']:.2f} ms")
-
-    server_env = {
-        "AUTH_MODE": "local", "RATELIMIT_DEFAULT": "100000000 per minute", "RATELIMIT_WRITES": "100000000 per minute",
-    }  # fmt: skip
-    for name, url_for_size in databases():
-        sizes = report["databases"].setdefault(name, {})
-        for n in SIZES:
-            db_url = url_for_size(n)
-            seconds = seed(db_url, DATA / "instance", n)
-            seeded = "cached" if seconds is None else f"seeded in {seconds:.1f}s"
-            print(f"\n## {name}, {n:,} products ({seeded})")
-            print(f"{'endpoint':30} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
-            rows = {}
-            with gunicorn("wsgi:app", {**server_env, "DATABASE_URL": db_url}) as (url, pid):
-                for label, target in targets_for(url, n, token).items():
-                    settle(url)
-                    result = load.drive(target, duration=DURATION, connections=CONNECTIONS)
-                    share = result.requests_per_second / ceiling
-                    rows[label] = {**result.__dict__, "of_ceiling": round(share, 3)}
-                    print(
-                        f"{label:30} {result.requests_per_second:9,.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} "
-                        f"{result.errors:7d} {share:10.0%}"
-                    )
-                    if result.failures:
-                        print(f"  {label} failed answers by status (as its script saw them): {result.failures}")
-                rss = worker_rss_mb(pid)
-                print(f"worker RSS after the run: {', '.join(f'{mb} MB' for mb in rss)}")
-            _drop_created_rows(db_url, n)
-            sizes[str(n)] = {"seed_seconds": seconds, "endpoints": rows, "worker_rss_mb": rss}
-        _print_scaling(name, sizes)
+    print("# Each endpoint runs right after the ceiling, on every size back to back: a ratio is")
+    print("# made of figures seconds apart, so the host's drift over the run cancels out.")
+    with gunicorn("bench.ceiling:app", {}) as (ceiling_url, ceiling_pid):
+        ceiling = load.Target("GET", f"{ceiling_url}/ceiling")
+        for name, url_for_size in databases():
+            report["databases"][name] = _run_database(name, url_for_size, ceiling, token)
+        report["ceiling_worker_rss_mb"] = worker_rss_mb(ceiling_pid)
     return report
+
+
+def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> dict:
+    print()
+    sizes = {}
+    for n in SIZES:
+        seconds = seed(url_for_size(n), DATA / "instance", n)
+        sizes[str(n)] = {"seed_seconds": seconds, "endpoints": {}, "ceiling": {}}
+        print(f"{name}, {n:,} products: " + ("cached" if seconds is None else f"seeded in {seconds:.1f}s"))
+    with ExitStack() as stack:
+        servers = {
+            n: stack.enter_context(gunicorn("wsgi:app", {**SERVER_ENV, "DATABASE_URL": url_for_size(n)})) for n in SIZES
+        }
+        targets = {n: targets_for(url, n, token) for n, (url, _pid) in servers.items()}
+        print(f"\n## {name}")
+        print(f"{'endpoint':30} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
+        for label in targets[SIZES[0]]:
+            base = load.drive(ceiling, duration=DURATION, connections=CONNECTIONS)
+            print(f"{'ceiling (bare Flask)':30} {'-':>9} {_figures(base)}")
+            for n in SIZES:
+                settle(servers[n][0])
+                result = load.drive(targets[n][label], duration=DURATION, connections=CONNECTIONS)
+                share = result.requests_per_second / base.requests_per_second
+                sizes[str(n)]["endpoints"][label] = {**result.__dict__, "of_ceiling": round(share, 3)}
+                sizes[str(n)]["ceiling"][label] = base.__dict__
+                print(f"{label:30} {n:9,} {_figures(result)} {share:10.0%}")
+                if result.failures:
+                    print(f"  failed answers by status (as wrk's script saw them): {result.failures}")
+        for n, (_url, pid) in servers.items():
+            rss = sizes[str(n)]["worker_rss_mb"] = worker_rss_mb(pid)
+            print(f"worker RSS after the run, {n:,} rows: {', '.join(f'{mb} MB' for mb in rss)}")
+    for n in SIZES:
+        _drop_created_rows(url_for_size(n), n)
+    _print_scaling(name, sizes)
+    return sizes
+
+
+def _figures(result: load.Result) -> str:
+    return f"{result.requests_per_second:9,.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f} {result.errors:7d}"
 
 
 def _drop_created_rows(db_url: str, n: int) -> None:
@@ -221,6 +238,8 @@ def _print_scaling(name: str, sizes: dict) -> None:
 
 
 def main() -> None:
+    # A stopped run (SIGTERM) still unwinds, so the gunicorn servers it started are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
