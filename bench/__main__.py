@@ -191,6 +191,8 @@ def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> 
         print(f"\n## {name}")
         print(f"{'endpoint':30} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
         for label in targets[SIZES[0]]:
+            for url, _pid in servers.values():  # the last endpoint's backlog would slow the ceiling too
+                settle(url)
             base = load.drive(ceiling, duration=DURATION, connections=CONNECTIONS)
             print(f"{'ceiling (bare Flask)':30} {'-':>9} {_figures(base)}")
             for n in SIZES:
