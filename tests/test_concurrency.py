@@ -7,7 +7,7 @@ import requests
 
 from app.extensions import db
 from app.models import Product, User
-from tests.factories import bearer, make_product
+from tests.factories import bearer, make_product, make_user
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -101,9 +101,34 @@ def test_without_if_match_every_concurrent_update_is_applied(live, issuer):
             f"{url}/products/{product_id}/update", json={"quantity": quantity}, headers=alice, timeout=30
         )
 
-    responses = race([update(q) for q in range(1, 13)], threads=12)
+    responses = race([update(q) for q in range(1, 25)], threads=24)
     assert sorted({r.status_code for r in responses}) == [200]  # no precondition, so no 412
     with app.app_context():
         product = db.session.get(Product, product_id)
-        assert product.quantity in range(1, 13)
-        assert product.version == 13  # twelve writes, none lost in the version count
+        assert product.quantity in range(1, 25)
+        assert product.version == 25  # 24 writes, none lost in the version count
+
+
+def test_two_admins_revoking_each_other_at_once_leave_one_admin(live, issuer):
+    """The last-admin guard holds under a race: the admins are locked while counted."""
+    app, url = live
+    people = {"auth0|ann": "ann@example.com", "auth0|ben": "ben@example.com"}
+    headers = {sub: bearer(issuer.token(sub, email=email)) for sub, email in people.items()}
+
+    def revoke(caller: str, target: str):
+        return lambda: requests.post(
+            f"{url}/admin/unset", json={"email": people[target]}, headers=headers[caller], timeout=30
+        )
+
+    for _ in range(8):
+        with app.app_context():
+            for sub, email in people.items():
+                user = db.session.get(User, sub) or make_user(sub, email=email)
+                user.is_admin = True
+            db.session.commit()
+        responses = race([revoke("auth0|ann", "auth0|ben"), revoke("auth0|ben", "auth0|ann")], threads=2)
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses in ([200, 403], [200, 409]), statuses  # the loser was revoked first, or stopped by the guard
+        with app.app_context():
+            db.session.expire_all()
+            assert db.session.query(User).filter_by(is_admin=True).count() == 1

@@ -6,6 +6,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db
 from app.models import Product, ProductStats
+from app.services.locking import begin_write
 from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.users import Identity
 
@@ -93,27 +94,37 @@ def create_product(*, owner: Identity, data: dict) -> Product:
     return product
 
 
-RETRIES_WITHOUT_PRECONDITION = 3
-
-
 def _write(product: Product, apply, expected_etags) -> Product:
     """Run `apply(product)` and commit; the version column turns a concurrent write into StaleDataError.
 
     With If-Match the client asked to lose such a race: 412. Without it, the client asked for
-    its change to be applied, so it is re-applied to the fresh row (last writer wins).
+    its change to be applied: it is re-applied once to the fresh row, read under the write
+    lock, where no one can overtake it again (last writer wins). Writes are optimistic first
+    because races are rare and locks cost every request.
     """
-    for attempt in range(RETRIES_WITHOUT_PRECONDITION):
-        _check_version(product, expected_etags)
-        if not apply(product):
-            return product
-        try:
-            db.session.commit()
-            return product
-        except StaleDataError:
-            db.session.rollback()
-            if expected_etags is not None or attempt == RETRIES_WITHOUT_PRECONDITION - 1:
-                raise PreconditionFailed() from None
-            product = get_product_or_404(product.id)
+    _check_version(product, expected_etags)
+    if not apply(product):
+        return product
+    product_id = product.id
+    try:
+        db.session.commit()
+        return product
+    except StaleDataError:
+        db.session.rollback()
+        if expected_etags is not None:
+            raise PreconditionFailed() from None
+    db.session.expunge(product)  # its version is the one that lost; read the row afresh
+    begin_write()
+    product = _get_locked_or_404(product_id)
+    if apply(product):
+        db.session.commit()
+    return product
+
+
+def _get_locked_or_404(product_id: int) -> Product:
+    product = db.session.get(Product, product_id, with_for_update=True)
+    if product is None:
+        raise NotFound(f"Product {product_id} was not found.")
     return product
 
 

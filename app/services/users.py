@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.models import Product, User
+from app.services.locking import begin_write
 from app.services.paging import Page
 
 
@@ -103,10 +104,12 @@ def admins() -> list[User]:
 
 
 def _ensure_an_admin_remains(leaving: Iterable[User]) -> None:
-    """Locks the admin rows (PostgreSQL) so two concurrent revocations cannot both pass the check."""
+    """Locks the admins first (rows on PostgreSQL, the database on SQLite): two concurrent
+    revocations cannot both pass the check."""
     leaving_ids = {user.user_id for user in leaving if user.is_admin}
     if not leaving_ids:
         return
+    begin_write()
     admin_ids = set(db.session.scalars(select(User.user_id).where(User.is_admin.is_(True)).with_for_update()))
     if not admin_ids - leaving_ids:
         raise Conflict("This would remove the last admin; grant admin to someone else first.", code="last_admin")
