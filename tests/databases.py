@@ -11,6 +11,7 @@ import uuid
 from contextlib import contextmanager
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from app.config import database_url as normalise
@@ -19,6 +20,9 @@ from app.config import database_url as normalise
 def postgres_base_url() -> str | None:
     raw = os.environ.get("TEST_DATABASE_URL", "").strip()
     return normalise(raw) if raw else None
+
+
+needs_postgres = pytest.mark.skipif(not postgres_base_url(), reason="set TEST_DATABASE_URL to run on PostgreSQL")
 
 
 def with_search_path(url: str, schema: str) -> str:
@@ -30,11 +34,17 @@ def with_search_path(url: str, schema: str) -> str:
 
 @contextmanager
 def postgres_schema(base_url: str):
-    """A new schema for one test, dropped afterwards; yields a URL that uses it."""
+    """A new schema for one test, dropped afterwards; yields a URL that uses it.
+
+    pg_trgm is installed in public first, as a DBA would: were the migration to put it in a
+    test's schema, dropping that schema would take the extension, and the search indexes
+    of every concurrent run, with it.
+    """
     schema = f"test_{uuid.uuid4().hex[:16]}"
     engine = create_engine(base_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         yield with_search_path(base_url, schema)
     finally:

@@ -5,6 +5,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, Str
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
+from app.models.ddl import only_on
 from app.models.types import UTCDateTime, utcnow
 
 
@@ -20,6 +21,14 @@ class Product(db.Model):
         Index("ix_products_name_id", "name", "id"),
         Index("ix_products_price_id", "price", "id"),
         Index("ix_products_created_at_id", "created_at", "id"),
+        # `q=` is a substring search (ILIKE '%term%'): only trigrams can index it (PostgreSQL only).
+        *(
+            only_on(
+                "postgresql",
+                Index(f"ix_products_{c}_trgm", c, postgresql_using="gin", postgresql_ops={c: "gin_trgm_ops"}),
+            )
+            for c in ("name", "description")
+        ),
         # Never reuse an id on SQLite, so an old ETag can never match a new product.
         {"sqlite_autoincrement": True},
     )
