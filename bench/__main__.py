@@ -45,6 +45,7 @@ READS = [
     "GET /products deep page",
     "GET /products cursor deep",
     "GET /products?q=",
+    "GET /products?q= (rare)",
     "GET /products/<id>",
 ]
 
@@ -116,6 +117,7 @@ def databases() -> list[tuple[str, callable]]:
         base = database_url(pg)
         engine = create_engine(base, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))  # shared by the sizes' schemas
             for n in SIZES:
                 conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS bench_{n}"))
         engine.dispose()
@@ -136,7 +138,8 @@ def targets_for(url: str, n: int, token: str) -> dict[str, load.Target]:
     targets = {
         "GET /products": load.Target("GET", f"{url}/products"),
         "GET /products deep page": load.Target("GET", f"{url}/products?page={n // PER_PAGE - 1}&per_page={PER_PAGE}"),
-        "GET /products?q=": load.Target("GET", f"{url}/products?q=lamp"),
+        "GET /products?q=": load.Target("GET", f"{url}/products?q=lamp"),  # in ~23% of the seeded rows
+        "GET /products?q= (rare)": load.Target("GET", f"{url}/products?q=chair%201234"),  # ~10 rows in 1M
         "GET /products/<id>": load.Target("GET", f"{url}/products/{middle}"),
         "PUT /products/<id>/update": load.Target(
             "PUT", f"{url}/products/{middle}/update", {"quantity": 7, "price": "12.50"}, auth, vary="quantity"
