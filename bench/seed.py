@@ -91,7 +91,10 @@ def seed(database_url: str, instance: Path, n: int) -> float | None:
         if db.engine.dialect.name == "postgresql":  # explicit ids leave the sequence behind
             db.session.execute(text("SELECT setval(pg_get_serial_sequence('products', 'id'), :n)"), {"n": n})
         db.session.commit()
-        db.session.execute(text("ANALYZE"))  # fresh planner statistics on both databases
-        db.session.commit()
+        # Fresh planner statistics on both databases. On PostgreSQL, VACUUM too: a bulk load
+        # leaves its rows in the GIN indexes' pending lists, which every search then reads
+        # linearly until autovacuum comes by (a 100k-row search: 92 ms before, 1 ms after).
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE" if db.engine.dialect.name == "postgresql" else "ANALYZE"))
         db.engine.dispose()
         return time.perf_counter() - started
