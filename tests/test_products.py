@@ -83,6 +83,26 @@ class TestList:
         assert [p["name"] for p in client.get("/products?q=100%25").json] == ["100% cotton"]
         assert client.get("/products?q=_").json == []
 
+    @pytest.mark.parametrize("q", ['"best"', "lamp OR", "NEAR(a b)", "a*", "la", "MP"])
+    def test_search_reads_every_character_literally(self, app, client, q):
+        """Quotes, operators and short terms are text to find, never a query language."""
+        seed(app, {"name": 'The "best" lamp OR', "description": "NEAR(a b) a*"}, {"name": "Chair", "description": None})
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == 200
+        assert [p["name"] for p in response.json] == ['The "best" lamp OR']
+
+    def test_search_follows_renames_and_deletes(self, app, client, user_headers):
+        lamp, chair = seed(app, {"name": "Brass lamp", "description": None}, {"name": "Oak chair", "description": None})
+        client.put(f"/products/{lamp}/update", json={"name": "Brass sconce"}, headers=user_headers)
+        client.put(f"/products/{chair}/update", json={"quantity": 9}, headers=user_headers)
+        assert client.get("/products?q=lamp").json == []
+        assert [p["id"] for p in client.get("/products?q=sconce").json] == [lamp]
+        assert [p["id"] for p in client.get("/products?q=chair").json] == [chair]
+        client.delete(f"/products/{chair}/delete", headers=user_headers)
+        assert client.get("/products?q=chair").json == []
+        assert client.get("/products?q=chair").headers["X-Total-Count"] == "0"
+        assert stored(app, lamp).name == "Brass sconce" and stored(app, chair) is None
+
     def test_filter_by_owner(self, app, client):
         seed(app, {"owner": "auth0|alice", "name": "A"}, {"owner": "auth0|bob", "name": "B"})
         response = client.get("/products?user_id=auth0|bob")

@@ -2,6 +2,9 @@
 
 from sqlalchemy import Index
 
+# Tables only migrations know: SQLite's FTS5 search index (0004) and the shadow tables FTS5 keeps beside it.
+MIGRATION_ONLY_TABLES = ("products_search",)
+
 
 def only_on(dialect: str, index: Index) -> Index:
     index.info["only_on"] = dialect
@@ -12,6 +15,12 @@ def include_object_for(dialect: str):
     """Alembic's include_object hook: autogenerate ignores `ddl_if`, so it is told here."""
 
     def include_object(obj, name, type_, reflected, compare_to) -> bool:
+        if type_ == "table" and reflected and compare_to is None and _migration_only(name):
+            return False
         return getattr(obj, "info", {}).get("only_on", dialect) == dialect
 
     return include_object
+
+
+def _migration_only(name: str) -> bool:
+    return any(name == table or name.startswith(f"{table}_") for table in MIGRATION_ONLY_TABLES)

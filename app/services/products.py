@@ -1,6 +1,6 @@
 """Product rules: listing, lookup with rights, and changes with optimistic locking."""
 
-from sqlalchemy import bindparam, func, or_, select, tuple_
+from sqlalchemy import bindparam, func, literal_column, or_, select, table, tuple_
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
@@ -18,10 +18,22 @@ def _conditions(*, q: str | None, user_id: str | None) -> list:
     if user_id is not None:
         conditions.append(Product.user_id == user_id)
     if q:
-        conditions.append(
-            or_(Product.name.icontains(q, autoescape=True), Product.description.icontains(q, autoescape=True))
-        )
+        conditions.append(_contains(q))
     return conditions
+
+
+def _contains(q: str):
+    """Name or description contains `q`, any case, through an index where there is one.
+
+    PostgreSQL: ILIKE, which its trigram indexes serve (migration 0003). SQLite: a phrase
+    query on the FTS5 trigram table (0004), the same substring match; a trigram needs three
+    characters, so shorter terms scan.
+    """
+    if len(q) >= 3 and db.engine.dialect.name == "sqlite":
+        phrase = '"' + q.replace('"', '""') + '"'  # an FTS5 string: every character literal
+        matches = select(literal_column("rowid")).select_from(table("products_search"))
+        return Product.id.in_(matches.where(literal_column("products_search").op("MATCH")(phrase)))
+    return or_(Product.name.icontains(q, autoescape=True), Product.description.icontains(q, autoescape=True))
 
 
 def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, cursor=None):
