@@ -91,6 +91,10 @@ class TestList:
         assert response.status_code == 200
         assert [p["name"] for p in response.json] == ['The "best" lamp OR']
 
+    def test_search_folds_accented_capitals_too(self, app, client):
+        seed(app, {"name": "ÉCLAIR tray", "description": None}, {"name": "Eclair plate", "description": None})
+        assert [p["name"] for p in client.get("/products?q=écl").json] == ["ÉCLAIR tray"]
+
     def test_search_follows_renames_and_deletes(self, app, client, user_headers):
         lamp, chair = seed(app, {"name": "Brass lamp", "description": None}, {"name": "Oak chair", "description": None})
         client.put(f"/products/{lamp}/update", json={"name": "Brass sconce"}, headers=user_headers)
