@@ -1,4 +1,4 @@
-"""Trigram indexes so a `q=` substring search seeks instead of scanning (PostgreSQL; SQLite still scans).
+"""Trigram indexes so a `q=` substring search seeks instead of scanning (PostgreSQL; SQLite gets its own in 0004).
 
 Revision ID: 0003
 Revises: 0002
