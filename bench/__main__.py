@@ -16,7 +16,6 @@ import time
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from sqlalchemy import create_engine, text
@@ -25,6 +24,7 @@ from app.auth.local_issuer import LocalIssuer
 from app.config import DEFAULT_ADMIN_CLAIM, DEFAULT_LOCAL_AUDIENCE, DEFAULT_LOCAL_ISSUER, database_url
 from bench import load
 from bench.seed import seed
+from tests.databases import with_search_path  # the suite's way to give each database its own schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / ".data"
@@ -102,13 +102,6 @@ def worker_rss_mb(master_pid: int) -> list[float]:
     return sizes
 
 
-def with_schema(url: str, schema: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query["options"] = f"-csearch_path={schema}"
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
 def databases() -> list[tuple[str, callable]]:
     DATA.mkdir(parents=True, exist_ok=True)
     targets = [("sqlite", lambda n: f"sqlite:///{DATA / f'products-{n}.sqlite3'}")]
@@ -121,7 +114,7 @@ def databases() -> list[tuple[str, callable]]:
             for n in SIZES:
                 conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS bench_{n}"))
         engine.dispose()
-        targets.append(("postgresql", lambda n: with_schema(base, f"bench_{n}")))
+        targets.append(("postgresql", lambda n: with_search_path(base, f"bench_{n}")))
     return targets
 
 

@@ -77,7 +77,8 @@ def seed(database_url: str, instance: Path, n: int) -> float | None:
             + [{"user_id": "local|bench@example.com", "email": "bench@example.com", "name": "bench"}],
         )
         rows = _products(n, now - timedelta(seconds=n))
-        if db.engine.dialect.name == "postgresql":
+        postgres = db.engine.dialect.name == "postgresql"
+        if postgres:
             _copy(rows)
         else:
             batch = []
@@ -88,13 +89,13 @@ def seed(database_url: str, instance: Path, n: int) -> float | None:
                     batch = []
             if batch:
                 db.session.execute(insert(Product), batch)
-        if db.engine.dialect.name == "postgresql":  # explicit ids leave the sequence behind
+        if postgres:  # explicit ids leave the sequence behind
             db.session.execute(text("SELECT setval(pg_get_serial_sequence('products', 'id'), :n)"), {"n": n})
         db.session.commit()
         # Fresh planner statistics on both databases. On PostgreSQL, VACUUM too: a bulk load
         # leaves its rows in the GIN indexes' pending lists, which every search then reads
         # linearly until autovacuum comes by (a 100k-row search: 92 ms before, 1 ms after).
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE" if db.engine.dialect.name == "postgresql" else "ANALYZE"))
+            conn.execute(text("VACUUM ANALYZE" if postgres else "ANALYZE"))
         db.engine.dispose()
         return time.perf_counter() - started

@@ -2,8 +2,10 @@
 
 from sqlalchemy import Index
 
-# Tables only migrations know: SQLite's FTS5 search index (0004) and the shadow tables FTS5 keeps beside it.
-MIGRATION_ONLY_TABLES = ("products_search",)
+# SQLite's FTS5 search index (migration 0004), queried by app/services/products.py.
+SQLITE_SEARCH_TABLE = "products_search"
+# Tables only migrations know, with the shadow tables FTS5 keeps beside them.
+MIGRATION_ONLY_TABLES = (SQLITE_SEARCH_TABLE,)
 
 
 def only_on(dialect: str, index: Index) -> Index:

@@ -6,6 +6,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db
 from app.models import Product, ProductStats
+from app.models.ddl import SQLITE_SEARCH_TABLE
 from app.services.locking import begin_write
 from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.users import Identity
@@ -31,8 +32,8 @@ def _contains(q: str):
     """
     if len(q) >= 3 and db.engine.dialect.name == "sqlite":
         phrase = '"' + q.replace('"', '""') + '"'  # an FTS5 string: every character literal
-        matches = select(literal_column("rowid")).select_from(table("products_search"))
-        return Product.id.in_(matches.where(literal_column("products_search").op("MATCH")(phrase)))
+        matches = select(literal_column("rowid")).select_from(table(SQLITE_SEARCH_TABLE))
+        return Product.id.in_(matches.where(literal_column(SQLITE_SEARCH_TABLE).op("MATCH")(phrase)))
     return or_(Product.name.icontains(q, autoescape=True), Product.description.icontains(q, autoescape=True))
 
 
@@ -41,21 +42,21 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
 
     Public so the query plans can be checked (tests/test_explain.py): both must use indexes.
     """
-    table = Product.__table__
+    products = Product.__table__
     conditions = _conditions(q=q, user_id=user_id)
-    column, descending = table.c[sort.lstrip("-")], sort.startswith("-")
-    keys = [column] if column is table.c.id else [column, table.c.id]
+    column, descending = products.c[sort.lstrip("-")], sort.startswith("-")
+    keys = [column] if column is products.c.id else [column, products.c.id]
     if cursor is not None:
         value, last_id = decode_cursor(cursor, sort)
         position = [bindparam(None, value, type_=column.type)] + ([last_id] if len(keys) == 2 else [])
         left, right = (keys[0], position[0]) if len(keys) == 1 else (tuple_(*keys), tuple_(*position))
         conditions.append(left < right if descending else left > right)
     order = [key.desc() if descending else key.asc() for key in keys]
-    rows = select(table).where(*conditions).order_by(*order).limit(per_page + 1)
+    rows = select(products).where(*conditions).order_by(*order).limit(per_page + 1)
     if cursor is not None:
         return rows, None
     if conditions:
-        total = select(func.count()).select_from(table).where(*conditions)
+        total = select(func.count()).select_from(products).where(*conditions)
     else:
         total = select(ProductStats.total)  # kept exact by triggers: no scan of the table
     return rows.offset((page - 1) * per_page), total
@@ -80,8 +81,9 @@ def list_products(
     return Page(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor)
 
 
-def get_product_or_404(product_id: int) -> Product:
-    product = db.session.get(Product, product_id)
+def get_product_or_404(product_id: int, *, lock: bool = False) -> Product:
+    """`lock`: read it under the write lock taken by `begin_write()` (FOR UPDATE on PostgreSQL)."""
+    product = db.session.get(Product, product_id, with_for_update=lock)
     if product is None:
         raise NotFound(f"Product {product_id} was not found.")
     return product
@@ -127,16 +129,9 @@ def _write(product: Product, apply, expected_etags) -> Product:
             raise PreconditionFailed() from None
     db.session.expunge(product)  # its version is the one that lost; read the row afresh
     begin_write()
-    product = _get_locked_or_404(product_id)
+    product = get_product_or_404(product_id, lock=True)
     if apply(product):
         db.session.commit()
-    return product
-
-
-def _get_locked_or_404(product_id: int) -> Product:
-    product = db.session.get(Product, product_id, with_for_update=True)
-    if product is None:
-        raise NotFound(f"Product {product_id} was not found.")
     return product
 
 
