@@ -143,7 +143,7 @@ class TestSession:
         me = client.get("/me")
         assert me.status_code == 200
         assert me.json["user_id"] == "auth0|alice" and me.json["email"] == "alice@example.com"
-        assert set(me.json) == {"user_id", "email", "name", "is_admin", "created_at"}
+        assert set(me.json) == {"user_id", "email", "email_verified", "name", "is_admin", "created_at"}
 
     def test_writes_by_cookie_need_a_trusted_origin(self, app, client):
         sign_in(client)
