@@ -74,9 +74,13 @@ def revoke(email: str | None, user_id: str | None) -> None:
 
 @admin_cli.command("list")
 def list_admins() -> None:
-    """Print the admins recorded here (admins by token claim alone are not listed)."""
+    """Print the admins recorded here (admins by token claim alone are not listed; disabled ones say so)."""
     admins = users.admins()
     for user in admins:
-        click.echo(f"{user.user_id}\t{user.email or '-'}\t{user.name or '-'}")
+        state = "\tdisabled" if user.disabled_at else ""
+        click.echo(f"{user.user_id}\t{user.email or '-'}\t{user.name or '-'}{state}")
     if not admins:
-        click.echo("No admins yet: `flask admin grant EMAIL` after that user has signed in once, or set ADMIN_EMAILS.")
+        click.echo(
+            "No admins yet: `flask admin grant EMAIL` (a verified email) or `flask admin grant --user-id ID`"
+            " after that user has signed in once, or set ADMIN_EMAILS."
+        )

@@ -64,14 +64,22 @@ def _change_admin(target: AdminTarget, is_admin: bool):
 @bp.post("/set", responses={200: AdminChangeOut, 404: ErrorOut, **PROTECTED})
 @require_admin
 def grant_admin(body: AdminTarget):
-    """Grant admin to one account (user_id) or to every account whose verified email this is (idempotent)."""
+    """Grant admin to one account (user_id) or to every account whose verified email this is (idempotent).
+
+    An email reaches only accounts whose email the identity provider verified; others holding
+    it are listed in `skipped_unverified`. 404 `not_found`: nobody with it has signed in;
+    404 `email_not_verified` (details.skipped_unverified): only unverified accounts hold it.
+    """
     return _change_admin(body, True)
 
 
 @bp.post("/unset", responses={200: AdminChangeOut, 404: ErrorOut, 409: ErrorOut, **PROTECTED})
 @require_admin
 def revoke_admin(body: AdminTarget):
-    """Revoke admin from one account (user_id) or every account whose verified email this is; never the last admin."""
+    """Revoke admin from one account (user_id) or every account whose verified email this is; never the last admin.
+
+    The same rule and 404s as granting; 409 `last_admin` when no other enabled admin would remain.
+    """
     return _change_admin(body, False)
 
 

@@ -30,7 +30,12 @@ def me():
 @bp.delete("/users/<user_id>", responses={200: UserDeletedOut, 404: ErrorOut, 409: ErrorOut})
 @require_admin
 def delete_user(path: UserPath):
-    """Delete a user's products and disable the account, in one transaction (admins; never the last admin)."""
+    """Delete a user's products and disable the account, in one transaction (admins; never the last admin).
+
+    The account is kept, disabled: its tokens and sessions get 403 `account_disabled` until
+    an admin restores it (it is also blocked at Auth0 when the Management API is configured).
+    Deleting a disabled account again is harmless.
+    """
     user, removed = users.disable_user(path.user_id)
     sync = mirror(lambda auth0: [auth0.set_blocked(user.user_id, True)])
     body = UserDeletedOut(
@@ -45,7 +50,10 @@ def delete_user(path: UserPath):
 @bp.post("/users/<user_id>/restore", responses={200: UserRestoredOut, 404: ErrorOut})
 @require_admin
 def restore_user(path: UserPath):
-    """Restore a disabled account: its tokens are accepted again (admins; idempotent)."""
+    """Restore a disabled account: its tokens are accepted again (admins; idempotent).
+
+    Its deleted products do not come back. Unblocked at Auth0 too when the Management API is configured.
+    """
     user = users.restore_user(path.user_id)
     sync = mirror(lambda auth0: [auth0.set_blocked(user.user_id, False)])
     body = UserRestoredOut(user=AccountOut.model_validate(user), auth0_sync=sync)

@@ -67,7 +67,7 @@ class UserQuery(PageQuery):
 
 
 class AdminTarget(BaseModel):
-    """Exactly one of `email` or `user_id`."""
+    """Exactly one of `email` (every account whose email the identity provider verified) or `user_id` (that account)."""
 
     model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["email"]}, {"required": ["user_id"]}]})
 
