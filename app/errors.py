@@ -1,6 +1,7 @@
 """One error shape for every layer: {"code", "message", "details"?}."""
 
 import logging
+import re
 
 from flask import Flask, json
 from pydantic import ValidationError
@@ -103,11 +104,19 @@ def error_response(status: int, code: str, message: str, details=None, headers=N
     return response
 
 
+# A field name the client made up (an unknown query parameter or key) is input too: shown only when plainly a name.
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _field(loc) -> str:
+    return ".".join(str(part) if _FIELD_NAME.match(str(part)) else "(unnamed)" for part in loc) or "body"
+
+
 def validation_details(exc: ValidationError) -> list[dict]:
     """Field and reason for each problem; the submitted values are never echoed."""
     details = []
     for err in exc.errors(include_input=False, include_url=False, include_context=False):
-        field = ".".join(str(part) for part in err["loc"]) or "body"
+        field = _field(err["loc"])
         details.append({"field": field, "reason": err["msg"]})
     return details
 

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import RSAKey
 from werkzeug.serving import make_server
 from werkzeug.utils import redirect
@@ -231,6 +231,13 @@ class LocalOIDCIssuer:
         hdr = {"alg": "RS256", "typ": "JWT", "kid": key.kid, **(header or {})}
         hdr = {k: v for k, v in hdr.items() if v is not None}
         return jwt.encode(hdr, self.claims(sub, **claims), key)
+
+    def escaped_token(self, sub: str = "auth0|alice", **claims) -> str:
+        """Like `token`, with the payload serialised as ASCII JSON: a lone surrogate travels as \\udXXX, as any
+        JSON producer may send it (joserfc's encoder refuses to)."""
+        header = {"alg": "RS256", "typ": "JWT", "kid": self.signing_key.kid}
+        payload = json.dumps(self.claims(sub, **claims)).encode()
+        return jws.serialize_compact(header, payload, self.signing_key)
 
     def unsigned_token(self, sub: str = "auth0|alice", alg: str = "none") -> str:
         return f"{b64({'alg': alg, 'typ': 'JWT', 'kid': self.signing_key.kid})}.{b64(self.claims(sub))}."

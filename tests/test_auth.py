@@ -90,6 +90,22 @@ class TestRejected:
         assert_rejected(response, fragment)
         assert product_count(app) == 0
 
+    @pytest.mark.parametrize(
+        "sub",
+        ["auth0|" + "x" * 250, "auth0|a\x00b", "auth0|a\nb", "auth0|a\x7fb", "auth0|\ud800", "auth0|\udc00x"],
+        ids=["256-characters", "nul", "newline", "del", "lone-high-surrogate", "lone-low-surrogate"],
+    )
+    def test_a_subject_that_cannot_be_an_account_key(self, app, client, issuer, sub):
+        """Issue 11, item 11: a 401 on both databases, never a 500 (nor a truncated or cleaned account key)."""
+        response = create(client, bearer(issuer.escaped_token(sub, email="x@example.com")))
+        assert_rejected(response, "the token's sub claim is not accepted")
+        with app.app_context():
+            assert db.session.query(User).count() == 0
+
+    def test_a_subject_of_255_characters_is_fine(self, client, issuer):
+        sub = "auth0|" + "x" * 249
+        assert create(client, bearer(issuer.token(sub))).json["user_id"] == sub
+
     def test_signed_by_another_key_under_a_published_kid(self, client, issuer):
         forged = issuer.token(key=new_key(), header={"kid": issuer.signing_key.kid})
         assert_rejected(create(client, bearer(forged)), "signature")

@@ -117,7 +117,7 @@ def test_two_admins_revoking_each_other_at_once_leave_one_admin(live, issuer):
 
     def revoke(caller: str, target: str):
         return lambda: requests.post(
-            f"{url}/admin/unset", json={"email": people[target]}, headers=headers[caller], timeout=30
+            f"{url}/admin/unset", json={"user_id": target}, headers=headers[caller], timeout=30
         )
 
     for _ in range(8):

@@ -169,8 +169,8 @@ class TestAdminCommands:
 
     def test_grant_list_revoke(self, local_app):
         with local_app.app_context():
-            make_user("local|first@example.com", email="first@example.com")
-            make_user("local|second@example.com", email="second@example.com")
+            make_user("local|first@example.com", email="first@example.com", email_verified=True)
+            make_user("local|second@example.com", email="second@example.com", email_verified=True)
         assert "No admins yet" in self.run(local_app, "list").output
         granted = self.run(local_app, "grant", "first@example.com")
         assert granted.exit_code == 0 and "local|first@example.com <first@example.com>: admin=yes" in granted.output
@@ -183,9 +183,44 @@ class TestAdminCommands:
 
     def test_unknown_email_and_last_admin_fail_with_a_message(self, local_app):
         with local_app.app_context():
-            make_user("local|first@example.com", email="first@example.com")
+            make_user("local|first@example.com", email="first@example.com", email_verified=True)
         unknown = self.run(local_app, "grant", "ghost@example.com")
-        assert unknown.exit_code == 1 and "No user with email ghost@example.com" in unknown.output
+        assert unknown.exit_code == 1 and "No user with this email has signed in yet." in unknown.output
         self.run(local_app, "grant", "first@example.com")
         last = self.run(local_app, "revoke", "first@example.com")
         assert last.exit_code == 1 and "last admin" in last.output
+
+    def test_an_email_reaches_only_verified_accounts_and_user_id_reaches_one(self, local_app):
+        with local_app.app_context():
+            make_user("local|owner@example.com", email="owner@example.com", email_verified=True)
+            make_user("auth0|squatter", email="Owner@example.com")
+        granted = self.run(local_app, "grant", "owner@example.com")
+        assert granted.exit_code == 0
+        assert "local|owner@example.com <owner@example.com>: admin=yes" in granted.output
+        assert "auth0|squatter <Owner@example.com>: skipped" in granted.output
+        with local_app.app_context():
+            assert db.session.get(User, "auth0|squatter").is_admin is False
+        by_id = self.run(local_app, "grant", "--user-id", "auth0|squatter")
+        assert by_id.exit_code == 0 and "auth0|squatter <Owner@example.com>: admin=yes" in by_id.output
+        assert self.run(local_app, "revoke", "--user-id", "auth0|squatter").exit_code == 0
+        with local_app.app_context():
+            assert db.session.get(User, "auth0|squatter").is_admin is False
+
+    def test_only_unverified_accounts_fail_naming_them(self, local_app):
+        with local_app.app_context():
+            make_user("auth0|squatter", email="owner@example.com")
+        result = self.run(local_app, "grant", "owner@example.com")
+        assert result.exit_code == 1
+        assert "auth0|squatter: skipped" in result.output and "verified" in result.output
+        with local_app.app_context():
+            assert db.session.get(User, "auth0|squatter").is_admin is False
+
+    @pytest.mark.parametrize("args", [[], ["a@example.com", "--user-id", "local|a@example.com"]])
+    def test_exactly_one_of_email_or_user_id(self, local_app, args):
+        result = self.run(local_app, "grant", *args)
+        assert result.exit_code == 2 and "exactly one of EMAIL or --user-id" in result.output
+
+    def test_local_tokens_carry_a_verified_email(self, local_app):
+        token = local_app.test_cli_runner().invoke(args=["auth", "token", "dev@example.com"]).output.strip()
+        assert payload(token)["email_verified"] is True
+        assert local_app.test_client().get("/me", headers=bearer(token)).json["email_verified"] is True

@@ -7,6 +7,8 @@ import requests
 
 from app.extensions import db
 from app.models import Product, User
+from app.models.types import utcnow
+from tests.factories import make_user
 from tests.issuer import AUDIENCE, CLIENT_ID, CLIENT_SECRET
 from tests.signin import provider_answer, sign_in, start
 
@@ -136,6 +138,44 @@ class TestCallback:
         assert users_in(app) == []
 
 
+class TestEmailVerifiedAtSignIn:
+    """The ID token's email_verified is recorded with its email; another token's flag never vouches for it."""
+
+    def verified(self, app) -> tuple:
+        with app.app_context():
+            user = db.session.get(User, "auth0|alice")
+            return user.email, user.email_verified
+
+    @pytest.mark.parametrize("flag", [True, False])
+    def test_from_the_id_token(self, app, client, issuer, flag):
+        issuer.login_as = {**issuer.login_as, "email_verified": flag}
+        issuer.access_token_overrides = {"email": None, "email_verified": None, "name": None}
+        assert sign_in(client).status_code == 302
+        assert self.verified(app) == ("alice@example.com", flag)
+
+    def test_the_access_tokens_flag_does_not_vouch_for_the_id_tokens_email(self, app, client, issuer):
+        issuer.login_as = {"sub": "auth0|alice", "email": "alice@x.example", "name": "Alice"}
+        issuer.access_token_overrides = {"email": "other@example.com", "email_verified": True}
+        assert sign_in(client).status_code == 302
+        assert self.verified(app) == ("alice@x.example", False)
+
+    def test_a_disabled_account_cannot_sign_in(self, app, client, issuer):
+        with app.app_context():
+            make_user("auth0|alice", email="alice@example.com", disabled_at=utcnow())
+        response = sign_in(client)
+        assert response.status_code == 403
+        assert response.json["code"] == "account_disabled"
+        assert client.get("/me").status_code == 401
+
+    def test_a_session_ends_up_refused_once_its_account_is_disabled(self, app, client):
+        sign_in(client)
+        with app.app_context():
+            db.session.get(User, "auth0|alice").disabled_at = utcnow()
+            db.session.commit()
+        response = client.get("/me")
+        assert response.status_code == 403 and response.json["code"] == "account_disabled"
+
+
 class TestSession:
     def test_me_with_the_session_cookie(self, client):
         assert client.get("/me").status_code == 401
@@ -143,7 +183,7 @@ class TestSession:
         me = client.get("/me")
         assert me.status_code == 200
         assert me.json["user_id"] == "auth0|alice" and me.json["email"] == "alice@example.com"
-        assert set(me.json) == {"user_id", "email", "name", "is_admin", "created_at"}
+        assert set(me.json) == {"user_id", "email", "email_verified", "name", "is_admin", "created_at"}
 
     def test_writes_by_cookie_need_a_trusted_origin(self, app, client):
         sign_in(client)

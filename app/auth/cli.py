@@ -1,4 +1,8 @@
-"""Command line: `flask auth token EMAIL` (local tokens) and `flask admin grant|revoke|list` (the first admin)."""
+"""Command line: `flask auth token EMAIL` (local tokens) and `flask admin grant|revoke|list` (the first admin).
+
+`grant`/`revoke` follow the API's rule: an EMAIL reaches only accounts whose email the
+provider verified; `--user-id` reaches exactly one account.
+"""
 
 import click
 from flask import current_app
@@ -28,38 +32,55 @@ def token(email: str, name: str | None, admin: bool, ttl: int) -> None:
     click.echo(issuer.mint(email=email, name=name, admin=admin, ttl=ttl))
 
 
-def _set_admin(email: str, is_admin: bool) -> None:
+def _set_admin(email: str | None, user_id: str | None, is_admin: bool) -> None:
+    if (email is None) == (user_id is None):
+        raise click.UsageError("give exactly one of EMAIL or --user-id")
     try:
-        changed = users.set_admin(email=email, is_admin=is_admin)
+        change = users.set_admin(email=email, user_id=user_id, is_admin=is_admin)
     except ApiError as exc:
+        skipped = exc.details.get("skipped_unverified", []) if isinstance(exc.details, dict) else []
+        for skipped_id in skipped:
+            click.echo(f"{skipped_id}: skipped, the identity provider has not verified its email", err=True)
         raise click.ClickException(exc.message) from None
     management = current_app.extensions["dmarket.auth"]["management"]
-    for user in changed:
+    for user in change.updated:
         synced = ""
         if management is not None:
             synced = " (Auth0 updated)" if management.set_admin(user.user_id, is_admin) else " (Auth0 update FAILED)"
         click.echo(f"{user.user_id} <{user.email}>: admin={'yes' if is_admin else 'no'}{synced}")
+    for user in change.skipped_unverified:
+        click.echo(f"{user.user_id} <{user.email}>: skipped, the identity provider has not verified this email")
+
+
+_EMAIL = click.argument("email", required=False)
+_USER_ID = click.option("--user-id", help="Exactly this account (the provider's subject) instead of an email.")
 
 
 @admin_cli.command("grant")
-@click.argument("email")
-def grant(email: str) -> None:
-    """Make the user(s) with EMAIL admins (they must have signed in once)."""
-    _set_admin(email, True)
+@_EMAIL
+@_USER_ID
+def grant(email: str | None, user_id: str | None) -> None:
+    """Make admins of the accounts whose verified email is EMAIL, or of --user-id (signed in once)."""
+    _set_admin(email, user_id, True)
 
 
 @admin_cli.command("revoke")
-@click.argument("email")
-def revoke(email: str) -> None:
-    """Take admin away from the user(s) with EMAIL (never the last admin)."""
-    _set_admin(email, False)
+@_EMAIL
+@_USER_ID
+def revoke(email: str | None, user_id: str | None) -> None:
+    """Take admin from the accounts whose verified email is EMAIL, or from --user-id (never the last admin)."""
+    _set_admin(email, user_id, False)
 
 
 @admin_cli.command("list")
 def list_admins() -> None:
-    """Print the admins recorded here (admins by token claim alone are not listed)."""
+    """Print the admins recorded here (admins by token claim alone are not listed; disabled ones say so)."""
     admins = users.admins()
     for user in admins:
-        click.echo(f"{user.user_id}\t{user.email or '-'}\t{user.name or '-'}")
+        state = "\tdisabled" if user.disabled_at else ""
+        click.echo(f"{user.user_id}\t{user.email or '-'}\t{user.name or '-'}{state}")
     if not admins:
-        click.echo("No admins yet: `flask admin grant EMAIL` after that user has signed in once, or set ADMIN_EMAILS.")
+        click.echo(
+            "No admins yet: `flask admin grant EMAIL` (a verified email) or `flask admin grant --user-id ID`"
+            " after that user has signed in once, or set ADMIN_EMAILS."
+        )

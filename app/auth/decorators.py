@@ -14,7 +14,7 @@ from flask import current_app, g, request
 from app.auth.session import end_session, ensure_same_site_request, session_token
 from app.auth.verifier import InvalidToken, IssuerUnavailable
 from app.errors import Forbidden, ServiceUnavailable, Unauthorized
-from app.services.users import Identity, sync_user
+from app.services.users import Identity, ensure_enabled, sync_user
 
 AUTH_LEVEL = "auth_level"
 
@@ -106,4 +106,6 @@ def _identity(token: str, *, via: str) -> Identity:
             headers={"Retry-After": "5"},
         ) from None
     cfg = current_app.config
-    return sync_user(claims=claims, admin_claim=cfg["ADMIN_CLAIM"], admin_emails=cfg["ADMIN_EMAILS"])
+    identity = sync_user(claims=claims, admin_claim=cfg["ADMIN_CLAIM"], admin_emails=cfg["ADMIN_EMAILS"])
+    ensure_enabled(identity.user)
+    return identity

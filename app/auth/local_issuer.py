@@ -44,6 +44,8 @@ class LocalIssuer:
             "exp": now + ttl,
             "jti": uuid.uuid4().hex,
             "email": email,
+            # The development issuer vouches for the address as it vouches for everything else.
+            "email_verified": True,
             "name": name or email.split("@")[0],
         }
         if admin:

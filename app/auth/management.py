@@ -1,4 +1,4 @@
-"""Auth0's Management API: mirrors admin grants into a user's app_metadata.
+"""Auth0's Management API: mirrors admin grants into a user's app_metadata, and disabled accounts into `blocked`.
 
 A client-credentials token is fetched once and reused until shortly before it expires.
 Every call has a timeout and is retried once (after a refused token, a network error,
@@ -9,9 +9,11 @@ change stands on its own.
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 import requests
+from flask import current_app
 
 log = logging.getLogger(__name__)
 EXPIRY_MARGIN_SECONDS = 60
@@ -46,6 +48,13 @@ class ManagementClient:
 
     def set_admin(self, user_id: str, is_admin: bool) -> bool:
         """PATCH app_metadata.is_admin; True when Auth0 accepted it."""
+        return self._patch_user(user_id, {"app_metadata": {"is_admin": is_admin}})
+
+    def set_blocked(self, user_id: str, blocked: bool) -> bool:
+        """PATCH blocked (Auth0 then refuses the user's sign-ins); True when Auth0 accepted it."""
+        return self._patch_user(user_id, {"blocked": blocked})
+
+    def _patch_user(self, user_id: str, changes: dict) -> bool:
         url = f"{self._api}users/{quote(user_id, safe='')}"
         renew = False
         for attempt in (1, 2):
@@ -53,7 +62,7 @@ class ManagementClient:
                 token = self._access_token(renew=renew)
                 response = self._http.patch(
                     url,
-                    json={"app_metadata": {"is_admin": is_admin}},
+                    json=changes,
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=self._timeout,
                 )
@@ -80,3 +89,12 @@ def client_for(config) -> ManagementClient | None:
         audience=config["API_MANAGEMENT_AUDIENCE"],
         timeout=config["HTTP_TIMEOUT"],
     )
+
+
+def mirror(calls: Callable[[ManagementClient], Iterable[bool]]) -> str:
+    """Make `calls` at Auth0 when the Management API is configured; "updated" when Auth0 accepted
+    every one, "failed" otherwise, "not_configured" without it. The local change stands either way."""
+    management = current_app.extensions["dmarket.auth"]["management"]
+    if management is None:
+        return "not_configured"
+    return "updated" if all(list(calls(management))) else "failed"

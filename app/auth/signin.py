@@ -22,7 +22,7 @@ from app.auth.session import end_session, start_session
 from app.auth.verifier import InvalidToken
 from app.errors import ApiError, BadRequest, ServiceUnavailable
 from app.schemas.common import ErrorOut, RequestModel
-from app.services.users import sync_user
+from app.services.users import ensure_enabled, sync_user
 
 log = logging.getLogger(__name__)
 REDIRECT = {"description": "Redirect (see Location)"}
@@ -86,7 +86,9 @@ def login(query: LoginQuery):
     return response
 
 
-@bp.get("/callback", responses={302: REDIRECT, 400: ErrorOut, 501: ErrorOut, 502: ErrorOut, 503: ErrorOut})
+@bp.get(
+    "/callback", responses={302: REDIRECT, 400: ErrorOut, 403: ErrorOut, 501: ErrorOut, 502: ErrorOut, 503: ErrorOut}
+)
 def callback(query: CallbackQuery):
     """Where the provider sends the browser back: exchanges the code and starts the session."""
     provider = _provider()
@@ -106,7 +108,8 @@ def callback(query: CallbackQuery):
             raise ApiError(
                 "The identity provider refused this API's client credentials.", code="sign_in_misconfigured", status=502
             ) from None
-        raise BadRequest(f"The provider refused the sign-in: {exc.error}.", code="sign_in_failed") from None
+        reason = f": {exc.error}" if re.fullmatch(r"[a-z_]{1,64}", exc.error or "") else ""
+        raise BadRequest(f"The provider refused the sign-in{reason}.", code="sign_in_failed") from None
     except (JoseError, AuthlibBaseError):
         raise BadRequest("The provider's ID token is not valid.", code="invalid_id_token") from None
     except (requests.RequestException, ValueError) as exc:
@@ -128,12 +131,16 @@ def _start(token: dict) -> None:
     profile = token.get("userinfo") or {}
     if profile.get("sub") != claims["sub"]:
         raise BadRequest("The ID token and the access token name different users.", code="sign_in_failed")
+    if "email" in profile:
+        # The ID token's email is verified only if the ID token itself says so.
+        claims = {k: v for k, v in claims.items() if k != "email_verified"}
     cfg = current_app.config
     identity = sync_user(
         claims={**claims, **{k: profile[k] for k in PROFILE_CLAIMS if k in profile}},
         admin_claim=cfg["ADMIN_CLAIM"],
         admin_emails=cfg["ADMIN_EMAILS"],
     )
+    ensure_enabled(identity.user)
     start_session(user_id=identity.user.user_id, access_token=token["access_token"], id_token=token.get("id_token"))
 
 

@@ -1,6 +1,7 @@
 """Bearer token verification: RS256 signatures against the issuer's cached JWKS, then claims."""
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 ALLOWED_ALGORITHMS = ["RS256"]
 # Auth0's default profile says "JWT" (or nothing); RFC 9068 says "at+jwt".
 ALLOWED_TYPES = {None, "jwt", "at+jwt", "application/at+jwt"}
+# `sub` is stored as users.user_id (255 characters); control characters and lone surrogates cannot be.
+MAX_SUBJECT_LENGTH = 255
+_UNSTORABLE_SUBJECT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # After a failed fetch, answer 503 at once for this long instead of waiting on the issuer again.
 FAILURE_BACKOFF_SECONDS = 5
 
@@ -172,8 +176,12 @@ class TokenVerifier:
             raise InvalidToken(_describe(exc)) from None
         except (ValueError, TypeError, UnicodeError):
             raise InvalidToken("the token is malformed") from None
-        if not isinstance(decoded.claims.get("sub"), str) or not decoded.claims["sub"].strip():
+        sub = decoded.claims.get("sub")
+        if not isinstance(sub, str) or not sub.strip():
             raise InvalidToken("the token lacks required claims (sub)")
+        if len(sub) > MAX_SUBJECT_LENGTH or _UNSTORABLE_SUBJECT.search(sub):
+            # It is the account's key: refused, never cut or cleaned into someone else's.
+            raise InvalidToken("the token's sub claim is not accepted")
         return decoded.claims
 
 

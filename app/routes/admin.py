@@ -1,13 +1,21 @@
 """Admins: list users, grant and revoke admin; anyone signed in may ask whether they are one."""
 
-from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_identity, require_admin, require_auth
+from app.auth.management import mirror
 from app.openapi import response_headers
 from app.routes.responses import PROTECTED, SIGNED_IN, json_response
 from app.schemas.common import ErrorOut
-from app.schemas.users import AdminChangeOut, AdminCheckOut, AdminUserOut, EmailIn, UserList, UserOut, UserQuery
+from app.schemas.users import (
+    AccountOut,
+    AdminChangeOut,
+    AdminCheckOut,
+    AdminTarget,
+    AdminUserOut,
+    UserList,
+    UserQuery,
+)
 from app.services import users
 
 bp = APIBlueprint(
@@ -21,7 +29,7 @@ bp = APIBlueprint(
 
 
 def _user_row(user, product_count: int) -> dict:
-    return AdminUserOut.model_validate({**UserOut.model_validate(user).model_dump(), "product_count": product_count})
+    return AdminUserOut.model_validate({**AccountOut.model_validate(user).model_dump(), "product_count": product_count})
 
 
 @bp.get("/users", responses={200: UserList}, openapi_extensions=response_headers(200, "X-Total-Count"))
@@ -33,32 +41,46 @@ def list_users(query: UserQuery):
     return json_response(body.model_dump(mode="json"), headers={"X-Total-Count": str(page.total)})
 
 
-def _change_admin(email: str, is_admin: bool):
-    changed = users.set_admin(email=email, is_admin=is_admin)
-    management = current_app.extensions["dmarket.auth"]["management"]
-    if management is None:
-        sync = "not_configured"
-    else:
-        results = [management.set_admin(user.user_id, is_admin) for user in changed]
-        sync = "updated" if all(results) else "failed"
+def _change_admin(target: AdminTarget, is_admin: bool):
+    change = users.set_admin(email=target.email, user_id=target.user_id, is_admin=is_admin)
+    sync = mirror(lambda auth0: [auth0.set_admin(user.user_id, is_admin) for user in change.updated])
+    verb = "granted to" if is_admin else "revoked from"
+    message = f"Admin {verb} {len(change.updated)} account(s)."
+    if change.skipped_unverified:
+        message += (
+            f" {len(change.skipped_unverified)} other account(s) with this email were skipped: the identity"
+            " provider has not verified their email (address them by user_id if you mean them)."
+        )
     body = AdminChangeOut(
-        user=UserOut.model_validate(changed[0]), updated=[user.user_id for user in changed], auth0_sync=sync
+        user=AccountOut.model_validate(change.updated[0]),
+        updated=[user.user_id for user in change.updated],
+        skipped_unverified=[user.user_id for user in change.skipped_unverified],
+        message=message,
+        auth0_sync=sync,
     )
     return json_response(body.model_dump(mode="json"))
 
 
 @bp.post("/set", responses={200: AdminChangeOut, 404: ErrorOut, **PROTECTED})
 @require_admin
-def grant_admin(body: EmailIn):
-    """Grant admin to the user with this email (idempotent)."""
-    return _change_admin(body.email, True)
+def grant_admin(body: AdminTarget):
+    """Grant admin to one account (user_id) or to every account whose verified email this is (idempotent).
+
+    An email reaches only accounts whose email the identity provider verified; others holding
+    it are listed in `skipped_unverified`. 404 `not_found`: nobody with it has signed in;
+    404 `email_not_verified` (details.skipped_unverified): only unverified accounts hold it.
+    """
+    return _change_admin(body, True)
 
 
 @bp.post("/unset", responses={200: AdminChangeOut, 404: ErrorOut, 409: ErrorOut, **PROTECTED})
 @require_admin
-def revoke_admin(body: EmailIn):
-    """Revoke admin from the user with this email; refused (409) for the last admin."""
-    return _change_admin(body.email, False)
+def revoke_admin(body: AdminTarget):
+    """Revoke admin from one account (user_id) or every account whose verified email this is; never the last admin.
+
+    The same rule and 404s as granting; 409 `last_admin` when no other enabled admin would remain.
+    """
+    return _change_admin(body, False)
 
 
 @bp.get("/check", responses={200: AdminCheckOut})

@@ -97,4 +97,4 @@ def delete_product(path: ProductPath):
     product = products.get_product_or_404(path.product_id)
     products.ensure_can_edit(product, current_identity())
     products.delete_product(product=product, expected_etags=_if_match())
-    return json_response({"message": f"Product {path.product_id} deleted."})
+    return json_response({"message": "The product was deleted."})

@@ -1,11 +1,12 @@
-"""Users: who am I, and (admins) removing someone together with their products."""
+"""Users: who am I, and (admins) deleting someone's products and disabling their account, or restoring it."""
 
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_identity, require_admin, require_auth
+from app.auth.management import mirror
 from app.routes.responses import SIGNED_IN, json_response
 from app.schemas.common import ErrorOut
-from app.schemas.users import MeOut, UserDeletedOut, UserPath
+from app.schemas.users import AccountOut, MeOut, UserDeletedOut, UserPath, UserRestoredOut
 from app.services import users
 
 bp = APIBlueprint(
@@ -13,7 +14,7 @@ bp = APIBlueprint(
     __name__,
     abp_tags=[Tag(name="users", description="Signed-in users")],
     abp_security=SIGNED_IN,
-    abp_responses={401: ErrorOut, 503: ErrorOut},
+    abp_responses={401: ErrorOut, 403: ErrorOut, 503: ErrorOut},
 )
 
 
@@ -26,9 +27,34 @@ def me():
     return json_response(body.model_dump(mode="json"))
 
 
-@bp.delete("/users/<user_id>", responses={200: UserDeletedOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut})
+@bp.delete("/users/<user_id>", responses={200: UserDeletedOut, 404: ErrorOut, 409: ErrorOut})
 @require_admin
 def delete_user(path: UserPath):
-    """Delete a user and all their products, in one transaction (admins; never the last admin)."""
-    removed = users.delete_user(path.user_id)
-    return json_response({"message": f"User {path.user_id} deleted.", "products_deleted": removed})
+    """Delete a user's products and disable the account, in one transaction (admins; never the last admin).
+
+    The account is kept, disabled: its tokens and sessions get 403 `account_disabled` until
+    an admin restores it (it is also blocked at Auth0 when the Management API is configured).
+    Deleting a disabled account again is harmless.
+    """
+    user, removed = users.disable_user(path.user_id)
+    sync = mirror(lambda auth0: [auth0.set_blocked(user.user_id, True)])
+    body = UserDeletedOut(
+        message="The user's products were deleted and the account disabled.",
+        products_deleted=removed,
+        disabled_at=user.disabled_at,
+        auth0_sync=sync,
+    )
+    return json_response(body.model_dump(mode="json"))
+
+
+@bp.post("/users/<user_id>/restore", responses={200: UserRestoredOut, 404: ErrorOut})
+@require_admin
+def restore_user(path: UserPath):
+    """Restore a disabled account: its tokens are accepted again (admins; idempotent).
+
+    Its deleted products do not come back. Unblocked at Auth0 too when the Management API is configured.
+    """
+    user = users.restore_user(path.user_id)
+    sync = mirror(lambda auth0: [auth0.set_blocked(user.user_id, False)])
+    body = UserRestoredOut(user=AccountOut.model_validate(user), auth0_sync=sync)
+    return json_response(body.model_dump(mode="json"))

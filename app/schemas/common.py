@@ -78,7 +78,7 @@ class ErrorOut(BaseModel):
     """Every error the API returns, from every layer."""
 
     code: str = Field(description="Stable snake_case error code", examples=["not_found"])
-    message: str = Field(description="Human-readable explanation", examples=["Product 42 was not found."])
+    message: str = Field(description="Human-readable explanation", examples=["The product was not found."])
     details: list[dict[str, Any]] | dict[str, Any] | None = Field(
         default=None, description="Per-field problems for validation errors ({field, reason})"
     )

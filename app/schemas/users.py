@@ -1,14 +1,36 @@
 """Users as clients see them (never their tokens), and what admins send to change them."""
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.schemas.common import PageQuery, SafeQueryText, drop_default
 
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _unicode_text(value: str) -> str:
+    # JSON can spell a lone surrogate (\ud800); no database can store one.
+    if _LONE_SURROGATE.search(value):
+        raise ValueError("must be valid Unicode text")
+    return value
+
+
 # Something@something, without blanks or control characters (pydantic enforces the same pattern).
-Email = Annotated[str, Field(min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$")]
+Email = Annotated[
+    str,
+    Field(min_length=3, max_length=320, pattern=r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"),
+    AfterValidator(_unicode_text),
+]
+# The identity provider's subject, as tokens may carry it (see the verifier): no control characters.
+UserId = Annotated[
+    str,
+    Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(_unicode_text),
+]
+Auth0Sync = Literal["updated", "failed", "not_configured"]
 
 
 class UserOut(BaseModel):
@@ -16,12 +38,21 @@ class UserOut(BaseModel):
 
     user_id: str = Field(description="The identity provider's subject, e.g. auth0|64f0...")
     email: str | None
+    email_verified: bool = Field(description="Whether the identity provider verified this email")
     name: str | None
     is_admin: bool = Field(description="Admin in this API's records (the token's admin claim also grants admin)")
     created_at: datetime
 
 
-class AdminUserOut(UserOut):
+class AccountOut(UserOut):
+    """A user as admins see them: with the account's state."""
+
+    disabled_at: datetime | None = Field(
+        description="When an admin deleted (disabled) the account; null while it is active"
+    )
+
+
+class AdminUserOut(AccountOut):
     product_count: int
 
 
@@ -35,14 +66,33 @@ class UserQuery(PageQuery):
     )
 
 
-class EmailIn(BaseModel):
-    email: Email
+class AdminTarget(BaseModel):
+    """Exactly one of `email` (every account whose email the identity provider verified) or `user_id` (that account)."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["email"]}, {"required": ["user_id"]}]})
+
+    email: Email = Field(
+        default=None,
+        description="Every account whose email this is AND the identity provider verified (case-insensitive)",
+        json_schema_extra=drop_default,
+    )
+    user_id: UserId = Field(default=None, description="Exactly this account", json_schema_extra=drop_default)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if (self.email is None) == (self.user_id is None):
+            raise ValueError("send exactly one of email or user_id")
+        return self
 
 
 class AdminChangeOut(BaseModel):
-    user: UserOut = Field(description="The account with this email (the oldest, when several share it)")
-    updated: list[str] = Field(description="Every account changed: all accounts sharing the email")
-    auth0_sync: Literal["updated", "failed", "not_configured"] = Field(
+    user: AccountOut = Field(description="The account changed (the oldest, when several share the email)")
+    updated: list[str] = Field(description="Every account changed: the one user_id, or every verified account")
+    skipped_unverified: list[str] = Field(
+        description="Accounts with this email that were NOT changed: the provider has not verified their email"
+    )
+    message: str
+    auth0_sync: Auth0Sync = Field(
         description="Whether app_metadata.is_admin was also written to Auth0 (Management API); "
         "the change here stands either way"
     )
@@ -57,9 +107,16 @@ class MeOut(UserOut):
 
 
 class UserPath(BaseModel):
-    user_id: str = Field(min_length=1, max_length=255)
+    user_id: UserId
 
 
 class UserDeletedOut(BaseModel):
     message: str
     products_deleted: int
+    disabled_at: datetime = Field(description="When the account was disabled (kept from the first deletion)")
+    auth0_sync: Auth0Sync = Field(description="Whether the account was also blocked at Auth0 (Management API)")
+
+
+class UserRestoredOut(BaseModel):
+    user: AccountOut
+    auth0_sync: Auth0Sync = Field(description="Whether the account was also unblocked at Auth0 (Management API)")

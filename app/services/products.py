@@ -85,7 +85,7 @@ def get_product_or_404(product_id: int, *, lock: bool = False) -> Product:
     """`lock`: read it under the write lock taken by `begin_write()` (FOR UPDATE on PostgreSQL)."""
     product = db.session.get(Product, product_id, with_for_update=lock)
     if product is None:
-        raise NotFound(f"Product {product_id} was not found.")
+        raise NotFound("The product was not found.")
     return product
 
 
