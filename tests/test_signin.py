@@ -161,6 +161,14 @@ class TestSession:
         with app.app_context():
             assert db.session.query(Product).count() == 3
 
+    def test_a_null_origin_is_refused_even_with_a_trusted_referer(self, app, client):
+        sign_in(client)
+        refused = client.post("/products/create", json=PRODUCT, headers={"Origin": "null", "Referer": f"{SPA}/new"})
+        assert refused.status_code == 403
+        assert refused.json["code"] == "cross_site_request"
+        with app.app_context():
+            assert db.session.query(Product).count() == 0
+
     def test_reads_by_cookie_need_no_origin(self, client):
         sign_in(client)
         assert client.get("/me").status_code == 200

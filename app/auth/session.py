@@ -59,9 +59,12 @@ def ensure_same_site_request() -> None:
     if request.method not in UNSAFE_METHODS:
         return
     origin = request.headers.get("Origin")
-    origin = origin.lower() if origin and origin != "null" else None
-    if origin is None and request.referrer:
-        origin = _origin_of(request.referrer)
+    # Only an absent Origin falls back to Referer: `Origin: null` (sandboxed frames, data: URLs,
+    # some redirects) is an opaque origin, never one of ours.
+    if origin is None:
+        origin = _origin_of(request.referrer) if request.referrer else None
+    else:
+        origin = origin.strip().lower()
     if origin not in trusted_origins():
         raise Forbidden(
             "A request authenticated by the session cookie must come from the API's own origin or an allowed one.",
