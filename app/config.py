@@ -200,7 +200,8 @@ def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, db_url),
         "CORS_ORIGINS": _origins(env),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
-        # Signed-cookie sessions (browser sign-in); Secure/SameSite follow the request's scheme.
+        # Browser sessions: a signed cookie holding a session id (rows in `sessions`); Secure/SameSite
+        # follow the request's scheme.
         "SESSION_COOKIE_NAME": "dmarket_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME", 8 * 3600, minimum=60),

@@ -1,12 +1,18 @@
 """Browser sign-in against a real OpenID provider on 127.0.0.1: login, callback, session, logout."""
 
+import base64
+import hashlib
+import json
+import zlib
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
 from app.extensions import db
-from app.models import Product, User
+from app.models import BrowserSession, Product, User
+from app.models.types import utcnow
 from tests.issuer import AUDIENCE, CLIENT_ID, CLIENT_SECRET
 from tests.signin import provider_answer, sign_in, start
 
@@ -17,6 +23,18 @@ SPA = "http://localhost:3000"
 def users_in(app) -> list[User]:
     with app.app_context():
         return db.session.query(User).all()
+
+
+def sessions_in(app) -> list[BrowserSession]:
+    with app.app_context():
+        return db.session.query(BrowserSession).all()
+
+
+def cookie_payload(value: str) -> dict:
+    """What anyone holding the cookie can read: Flask signs its session cookie, it does not encrypt it."""
+    data, compressed = value.lstrip("."), value.startswith(".")
+    raw = base64.urlsafe_b64decode(data.split(".")[0] + "==")
+    return json.loads(zlib.decompress(raw) if compressed else raw)
 
 
 class TestLogin:
@@ -183,6 +201,39 @@ class TestSession:
         assert "access_token" not in client.get("/me").get_data(as_text=True)
         assert len(cookie) < 4000  # browsers drop larger cookies
 
+    def test_the_cookie_holds_only_a_random_id_and_the_database_only_its_hash(self, app, client):
+        sign_in(client)
+        payload = cookie_payload(client.get_cookie("dmarket_session").value)
+        assert set(payload) == {"sid", "_permanent"}
+        assert "eyJ" not in json.dumps(payload)  # no JWT (header, claims or signature) inside
+        [row] = sessions_in(app)
+        assert row.user_id == "auth0|alice" and row.access_token.count(".") == 2 and row.id_token.count(".") == 2
+        assert row.access_token not in json.dumps(payload)
+        assert row.id == hashlib.sha256(payload["sid"].encode()).hexdigest() != payload["sid"]
+        assert len(base64.urlsafe_b64decode(payload["sid"] + "=")) == 32  # 256 random bits
+        assert timedelta(hours=7, minutes=59) < row.expires_at - row.created_at <= timedelta(hours=8)
+
+    def test_an_expired_session_is_refused_and_purged_by_the_next_sign_in(self, app, client):
+        sign_in(client)
+        with app.app_context():
+            db.session.query(BrowserSession).update({"expires_at": utcnow() - timedelta(seconds=1)})
+            db.session.commit()
+        assert client.get("/me").status_code == 401
+        assert client.get_cookie("dmarket_session") is None or "sid" not in cookie_payload(
+            client.get_cookie("dmarket_session").value
+        )
+        sign_in(app.test_client())
+        assert len(sessions_in(app)) == 1  # the expired row went, the new one stays
+        assert sessions_in(app)[0].expires_at > utcnow()
+
+    def test_deleting_a_user_deletes_their_sessions(self, app, client):
+        sign_in(client)
+        with app.app_context():
+            db.session.delete(db.session.get(User, "auth0|alice"))
+            db.session.commit()
+        assert sessions_in(app) == []
+        assert client.get("/me").status_code == 401
+
     def test_a_tampered_cookie_is_not_a_session(self, client):
         sign_in(client)
         cookie = client.get_cookie("dmarket_session")
@@ -214,6 +265,20 @@ class TestLogout:
         target = urlsplit(client.get("/logout").headers["Location"])
         assert target.path == "/v2/logout"
         assert parse_qs(target.query) == {"client_id": [CLIENT_ID], "returnTo": ["http://localhost:3000/"]}
+
+    def test_a_copied_cookie_is_worthless_after_logout(self, app, client):
+        sign_in(client)
+        copy = client.get_cookie("dmarket_session").value
+        assert client.get("/logout").status_code == 302
+        assert sessions_in(app) == []
+        thief = app.test_client()
+        thief.set_cookie("dmarket_session", copy)
+        assert thief.get("/me").status_code == 401
+        replayed = thief.post("/products/create", json=PRODUCT, headers={"Origin": SPA})
+        assert replayed.status_code == 401
+        assert replayed.json["code"] == "unauthorized"
+        with app.app_context():
+            assert db.session.query(Product).count() == 0
 
     def test_provider_end_session_page_answers(self, client):
         sign_in(client)

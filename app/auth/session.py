@@ -1,8 +1,11 @@
-"""Browser sessions: a signed cookie (no server-side state) holding the user's access token.
+"""Browser sessions: the cookie carries a random session id; the tokens stay in the database.
 
-Any worker or host can read the cookie, so sessions survive scaling out. The cookie is
-HttpOnly; over HTTPS it is Secure with SameSite=None (the SPA is on another origin), over
-plain http (development) SameSite=Lax, which browsers accept without Secure.
+The cookie is Flask's signed session, holding only that id (and, during /login to
+/callback, Authlib's state, nonce and PKCE verifier). Logging out deletes the row, so a
+copied cookie is then worthless; any worker or host finds the row, so sessions survive
+scaling out. The cookie is HttpOnly; over HTTPS it is Secure with SameSite=None (the SPA
+is on another origin), over plain http (development) SameSite=Lax, which browsers accept
+without Secure.
 """
 
 from urllib.parse import urlsplit
@@ -11,8 +14,10 @@ from flask import Flask, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from app.errors import Forbidden
+from app.services.sessions import create_session, delete_session, find_session
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+SESSION_ID = "sid"
 
 
 class SchemeAwareSessionInterface(SecureCookieSessionInterface):
@@ -25,24 +30,38 @@ class SchemeAwareSessionInterface(SecureCookieSessionInterface):
 
 def start_session(*, user_id: str, access_token: str, id_token: str | None = None) -> None:
     """A fresh session: whatever the browser held before (e.g. sign-in state) is dropped."""
-    session.clear()
+    end_session()
     session.permanent = True
-    session["user_id"] = user_id
-    session["access_token"] = access_token
-    if id_token:
-        session["id_token"] = id_token
+    session[SESSION_ID] = create_session(
+        user_id=user_id,
+        access_token=access_token,
+        id_token=id_token,
+        lifetime=int(current_app.permanent_session_lifetime.total_seconds()),
+    )
+
+
+def _session_id() -> str | None:
+    value = session.get(SESSION_ID)
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
 
 
 def session_token() -> str | None:
-    token = session.get("access_token")
-    return token if isinstance(token, str) else None
+    """The access token of the browser's live session; a cookie whose session is gone is cleared."""
+    session_id = _session_id()
+    if session_id is None:
+        return None
+    row = find_session(session_id)
+    if row is None:
+        session.clear()
+        return None
+    return row.access_token
 
 
 def end_session() -> str | None:
-    """Forget the browser's sign-in; returns the ID token, for the provider's logout hint."""
-    id_token = session.get("id_token")
+    """Forget the browser's sign-in, in the cookie and the database; returns the ID token (logout hint)."""
+    session_id = _session_id()
     session.clear()
-    return id_token
+    return delete_session(session_id) if session_id else None
 
 
 def _origin_of(url: str) -> str | None:
