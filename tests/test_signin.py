@@ -3,13 +3,18 @@
 import base64
 import hashlib
 import json
+import stat
 import zlib
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from flask import Flask
 
+from app import ConfigError, create_app
+from app.config import INSECURE_SECRET
 from app.extensions import db
 from app.models import BrowserSession, Product, User
 from app.models.types import utcnow
@@ -283,6 +288,48 @@ class TestLogout:
     def test_provider_end_session_page_answers(self, client):
         sign_in(client)
         assert requests.get(client.get("/logout").headers["Location"], timeout=5).status_code == 200
+
+
+class TestSecretKey:
+    """Without SECRET_KEY, cookies are never signed with a key published in the source."""
+
+    def test_a_random_key_is_made_once_kept_private_and_shared(self, make_app, settings, capsys):
+        first = make_app(APP_ENV="", SECRET_KEY="")
+        path = Path(settings["INSTANCE_PATH"]) / "secret_key"
+        key = first.config["SECRET_KEY"]
+        assert key != INSECURE_SECRET and len(key) >= 32 and key == path.read_text()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert "SECRET_KEY is not set: cookies are signed with a random key kept in" in capsys.readouterr().err
+        second = make_app(APP_ENV="", SECRET_KEY="")  # another worker, or a restart
+        assert second.config["SECRET_KEY"] == key
+        client = first.test_client()
+        sign_in(client)
+        other_worker = second.test_client()
+        other_worker.set_cookie("dmarket_session", client.get_cookie("dmarket_session").value)
+        assert other_worker.get("/me").json["user_id"] == "auth0|alice"
+
+    def test_a_cookie_signed_with_the_published_secret_is_not_a_session(self, make_app):
+        app = make_app(APP_ENV="", SECRET_KEY="")
+        client = app.test_client()
+        sign_in(client)
+        sid = cookie_payload(client.get_cookie("dmarket_session").value)["sid"]
+        published = Flask("forger")
+        published.secret_key = INSECURE_SECRET
+        forged = published.session_interface.get_signing_serializer(published).dumps({"sid": sid})
+        forger = app.test_client()
+        forger.set_cookie("dmarket_session", forged)
+        assert forger.get("/me").status_code == 401
+
+    def test_a_set_key_is_used_and_nothing_is_written(self, app, settings):
+        assert app.config["SECRET_KEY"] == settings["SECRET_KEY"]
+        assert not (Path(settings["INSTANCE_PATH"]) / "secret_key").exists()
+
+    @pytest.mark.parametrize("secret", ["", INSECURE_SECRET, "s" * 31])
+    def test_production_refuses_a_missing_or_weak_key(self, tmp_path, issuer, secret):
+        config = {"INSTANCE_PATH": str(tmp_path), "AUTH0_ISSUER": issuer.url, "API_AUDIENCE": AUDIENCE}
+        with pytest.raises(ConfigError, match="SECRET_KEY"):
+            create_app({**config, "APP_ENV": "production", "SECRET_KEY": secret})
+        assert not (tmp_path / "secret_key").exists()
 
 
 def test_sign_in_is_rate_limited_per_ip(make_app):

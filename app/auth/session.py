@@ -8,6 +8,7 @@ is on another origin), over plain http (development) SameSite=Lax, which browser
 without Secure.
 """
 
+import logging
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request, session
@@ -16,6 +17,7 @@ from flask.sessions import SecureCookieSessionInterface
 from app.errors import Forbidden
 from app.services.sessions import create_session, delete_session, find_session
 
+log = logging.getLogger(__name__)
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 SESSION_ID = "sid"
 
@@ -93,3 +95,9 @@ def ensure_same_site_request() -> None:
 
 def init_app(app: Flask) -> None:
     app.session_interface = SchemeAwareSessionInterface()
+    if app.config.get("SECRET_KEY_FILE"):
+        log.warning(
+            "SECRET_KEY is not set: cookies are signed with a random key kept in %s. "
+            "Set SECRET_KEY (the same on every host) before running more than one host.",
+            app.config["SECRET_KEY_FILE"],
+        )
