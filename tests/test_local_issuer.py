@@ -221,6 +221,12 @@ class TestSignInCode:
         assert response.status_code == 200 and "<textarea readonly>" in response.get_data(as_text=True)
         assert client.get("/me").json["user_id"] == "local|dev@example.com"
 
+    def test_the_cli_prints_the_link(self, local_app, app):
+        result = local_app.test_cli_runner().invoke(args=["auth", "signin-link"])
+        assert result.exit_code == 0
+        assert result.output == f"http://localhost:5000/login?code={local_app.config['LOCAL_SIGNIN_CODE']}\n"
+        assert app.test_cli_runner().invoke(args=["auth", "signin-link"]).exit_code == 1  # auth0 mode
+
     def test_a_wrong_code_in_a_link_is_neither_echoed_nor_prefilled(self, local_app):
         html = local_app.test_client().get("/login?code=%3Cb%3Ephish").get_data(as_text=True)
         assert "phish" not in html and 'value=""' in html
