@@ -62,29 +62,32 @@ def _origins(env: Mapping) -> list[str]:
     return origins
 
 
-def instance_secret(path: Path, make: Callable[[], str]) -> str:
+def instance_secret(path: Path, make: Callable[[], str], setting: str) -> str:
     """Read a secret kept in instance/, creating it (mode 0600) on first use.
 
     O_EXCL makes concurrent workers agree: one creates the file, the others read it
     (retrying briefly while it is still being written).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        value = make()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(value)
-            return value
-    for _ in range(50):
-        value = path.read_text().strip()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise ConfigError(f"{path} is empty; delete it to make a new one")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            value = make()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(value)
+                return value
+        for _ in range(50):
+            value = path.read_text().strip()
+            if value:
+                return value
+            time.sleep(0.05)
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be created or read ({exc.strerror}); set {setting}") from None
+    raise ConfigError(f"{path} is empty; delete it to make a new one, or set {setting}")
 
 
 def _secret_key(env: Mapping, app_env: str, instance_path: str) -> tuple[str, str | None]:
@@ -95,7 +98,7 @@ def _secret_key(env: Mapping, app_env: str, instance_path: str) -> tuple[str, st
     if secret:
         return secret, None
     path = Path(instance_path) / SECRET_KEY_FILE
-    return instance_secret(path, lambda: secrets.token_urlsafe(48)), str(path)
+    return instance_secret(path, lambda: secrets.token_urlsafe(48), "SECRET_KEY"), str(path)
 
 
 def _signin_code(env: Mapping, instance_path: str) -> tuple[str, str | None]:
@@ -106,7 +109,7 @@ def _signin_code(env: Mapping, instance_path: str) -> tuple[str, str | None]:
             raise ConfigError("LOCAL_SIGNIN_CODE must be 8 to 200 printable ASCII characters, no spaces")
         return code, None
     path = Path(instance_path) / SIGNIN_CODE_FILE
-    return instance_secret(path, lambda: secrets.token_urlsafe(18)), str(path)
+    return instance_secret(path, lambda: secrets.token_urlsafe(18), "LOCAL_SIGNIN_CODE"), str(path)
 
 
 def database_url(raw: str) -> str:

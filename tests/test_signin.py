@@ -324,6 +324,13 @@ class TestSecretKey:
         assert app.config["SECRET_KEY"] == settings["SECRET_KEY"]
         assert not (Path(settings["INSTANCE_PATH"]) / "secret_key").exists()
 
+    def test_an_unwritable_instance_folder_names_the_setting(self, tmp_path, issuer):
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_text("")
+        config = {"INSTANCE_PATH": str(blocker / "instance"), "AUTH0_ISSUER": issuer.url, "API_AUDIENCE": AUDIENCE}
+        with pytest.raises(ConfigError, match="set SECRET_KEY"):
+            create_app(config)
+
     @pytest.mark.parametrize("secret", ["", INSECURE_SECRET, "s" * 31])
     def test_production_refuses_a_missing_or_weak_key(self, tmp_path, issuer, secret):
         config = {"INSTANCE_PATH": str(tmp_path), "AUTH0_ISSUER": issuer.url, "API_AUDIENCE": AUDIENCE}
