@@ -2,7 +2,9 @@
 
 import os
 import re
-from collections.abc import Mapping
+import secrets
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,7 +15,10 @@ DEFAULT_ADMIN_CLAIM = "https://localhost:5000/app_metadata"
 DEFAULT_CORS_ORIGINS = "http://localhost:3000"
 DEFAULT_LOCAL_ISSUER = "http://localhost:5000/"
 DEFAULT_LOCAL_AUDIENCE = "http://localhost:5000/api"
+# Published in the source (earlier versions signed cookies with it): refused in production.
 INSECURE_SECRET = "dev-only-insecure-secret-key"
+SECRET_KEY_FILE = "secret_key"
+SIGNIN_CODE_FILE = "local_signin_code"
 
 
 class ConfigError(Exception):
@@ -55,6 +60,56 @@ def _origins(env: Mapping) -> list[str]:
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path or origin == "*":
             raise ConfigError(f"CORS_ORIGINS entries must be origins like https://shop.example.com, got {origin!r}")
     return origins
+
+
+def instance_secret(path: Path, make: Callable[[], str], setting: str) -> str:
+    """Read a secret kept in instance/, creating it (mode 0600) on first use.
+
+    O_EXCL makes concurrent workers agree: one creates the file, the others read it
+    (retrying briefly while it is still being written).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            value = make()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(value)
+                return value
+        for _ in range(50):
+            value = path.read_text().strip()
+            if value:
+                return value
+            time.sleep(0.05)
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be created or read ({exc.strerror}); set {setting}") from None
+    raise ConfigError(f"{path} is empty; delete it to make a new one, or set {setting}")
+
+
+def _secret_key(env: Mapping, app_env: str, instance_path: str) -> tuple[str, str | None]:
+    """SECRET_KEY, or (outside production) a random one kept in instance/; the file's path when used."""
+    secret = _str(env, "SECRET_KEY")
+    if app_env == "production" and (not secret or secret == INSECURE_SECRET or len(secret) < 32):
+        raise ConfigError("SECRET_KEY must be set to a random value of 32+ characters when APP_ENV=production")
+    if secret:
+        return secret, None
+    path = Path(instance_path) / SECRET_KEY_FILE
+    return instance_secret(path, lambda: secrets.token_urlsafe(48), "SECRET_KEY"), str(path)
+
+
+def _signin_code(env: Mapping, instance_path: str) -> tuple[str, str | None]:
+    """The local sign-in code: LOCAL_SIGNIN_CODE, or a random one kept in instance/; the file's path when used."""
+    code = _str(env, "LOCAL_SIGNIN_CODE")
+    if code:
+        if not re.fullmatch(r"[!-~]{8,200}", code):
+            raise ConfigError("LOCAL_SIGNIN_CODE must be 8 to 200 printable ASCII characters, no spaces")
+        return code, None
+    path = Path(instance_path) / SIGNIN_CODE_FILE
+    return instance_secret(path, lambda: secrets.token_urlsafe(18), "LOCAL_SIGNIN_CODE"), str(path)
 
 
 def database_url(raw: str) -> str:
@@ -121,7 +176,7 @@ def _serving(env: Mapping) -> dict:
     }
 
 
-def _auth(env: Mapping, app_env: str) -> dict:
+def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
     domain = _str(env, "AUTH0_DOMAIN")
     issuer = _str(env, "AUTH0_ISSUER")
     mode = _str(env, "AUTH_MODE", "auth0" if (domain or issuer) else "local").lower()
@@ -143,6 +198,7 @@ def _auth(env: Mapping, app_env: str) -> dict:
             raise ConfigError("API_AUDIENCE is required when AUTH_MODE=auth0")
     if not issuer.endswith("/"):
         issuer += "/"
+    code, code_file = _signin_code(env, instance_path) if mode == "local" else (None, None)
     callback = _str(env, "AUTH0_CALLBACK_URL")
     logout_to = _str(env, "LOGOUT_REDIRECT_URL")
     admin_emails = [e.strip().lower() for e in (_str(env, "ADMIN_EMAILS", "") or "").split(",") if e.strip()]
@@ -163,6 +219,8 @@ def _auth(env: Mapping, app_env: str) -> dict:
         "AUTH0_CALLBACK_URL": _url("AUTH0_CALLBACK_URL", callback) if callback else None,
         "LOGOUT_REDIRECT_URL": _url("LOGOUT_REDIRECT_URL", logout_to) if logout_to else None,
         "ADMIN_EMAILS": admin_emails,
+        "LOCAL_SIGNIN_CODE": code,
+        "LOCAL_SIGNIN_CODE_FILE": code_file,
         "API_MANAGEMENT_CLIENT_ID": _str(env, "API_MANAGEMENT_CLIENT_ID"),
         "API_MANAGEMENT_CLIENT_SECRET": _str(env, "API_MANAGEMENT_CLIENT_SECRET"),
         "API_MANAGEMENT_AUDIENCE": _url(
@@ -184,9 +242,7 @@ def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
     if app_env not in ("development", "production", "testing"):
         raise ConfigError(f"APP_ENV must be development, production or testing, got {app_env!r}")
 
-    secret = _str(env, "SECRET_KEY")
-    if app_env == "production" and (not secret or secret == INSECURE_SECRET or len(secret) < 32):
-        raise ConfigError("SECRET_KEY must be set to a random value of 32+ characters when APP_ENV=production")
+    secret, secret_file = _secret_key(env, app_env, instance_path)
 
     default_db = "sqlite:///" + str(Path(instance_path) / "dmarket.sqlite3")
     db_url = database_url(_str(env, "DATABASE_URL", default_db))
@@ -195,18 +251,20 @@ def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
 
     settings = {
         "APP_ENV": app_env,
-        "SECRET_KEY": secret or INSECURE_SECRET,
+        "SECRET_KEY": secret,
+        "SECRET_KEY_FILE": secret_file,
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, db_url),
         "CORS_ORIGINS": _origins(env),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
-        # Signed-cookie sessions (browser sign-in); Secure/SameSite follow the request's scheme.
+        # Browser sessions: a signed cookie holding a session id (rows in `sessions`); Secure/SameSite
+        # follow the request's scheme.
         "SESSION_COOKIE_NAME": "dmarket_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME", 8 * 3600, minimum=60),
         "LOG_LEVEL": (_str(env, "LOG_LEVEL", "INFO")).upper(),
         **_serving(env),
-        **_auth(env, app_env),
+        **_auth(env, app_env, instance_path),
     }
     if settings["LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {settings['LOG_LEVEL']!r}")

@@ -1,5 +1,6 @@
 """Bearer tokens: what the API accepts, what it refuses, and how it answers."""
 
+import threading
 import time
 
 import pytest
@@ -204,6 +205,46 @@ class TestIssuerOutage:
         assert create(client, bearer(issuer.token())).status_code == 201
         issuer.mode = "error"
         assert create(client, bearer(issuer.token())).status_code == 201
+
+    def test_a_hanging_refetch_never_delays_tokens_whose_key_is_cached(self, make_app, issuer):
+        app = make_app(JWKS_MIN_REFRESH_SECONDS="0")
+        valid, forged = bearer(issuer.token()), bearer(issuer.token(key=new_key()))
+        assert app.test_client().get("/me", headers=valid).status_code == 200  # keys cached
+        issuer.mode, issuer.delay = "slow", 1.5
+        unknown = {}
+        refetch = threading.Thread(target=lambda: unknown.update(response=app.test_client().get("/me", headers=forged)))
+        refetch.start()
+        time.sleep(0.2)  # the unknown kid's refetch is now waiting on the issuer
+        timings = []
+        for _ in range(4):
+            started = time.monotonic()
+            assert app.test_client().get("/me", headers=valid).status_code == 200
+            timings.append(time.monotonic() - started)
+        assert refetch.is_alive()  # the valid ones were all answered during the refetch
+        refetch.join()
+        assert max(timings) < 0.5
+        assert_rejected(unknown["response"], "unknown key")
+
+    def test_requests_queued_behind_a_failed_refetch_fail_fast(self, make_app, issuer):
+        app = make_app(JWKS_MIN_REFRESH_SECONDS="0")
+        assert app.test_client().get("/me", headers=bearer(issuer.token())).status_code == 200
+        issuer.mode, issuer.delay = "slow", 3  # longer than HTTP_TIMEOUT=2: the refetch fails
+        results = []
+
+        def unknown_kid(headers):
+            started = time.monotonic()
+            response = app.test_client().get("/me", headers=headers)
+            results.append((response.status_code, time.monotonic() - started))
+
+        forged = [bearer(issuer.token(key=new_key())) for _ in range(3)]
+        threads = [threading.Thread(target=unknown_kid, args=(headers,)) for headers in forged]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # One waited for the issuer; the others waited for that one attempt, never for one of their own.
+        assert sorted(status for status, _ in results) == [503, 503, 503]
+        assert max(elapsed for _, elapsed in results) < 3.5
 
 
 class TestUsers:

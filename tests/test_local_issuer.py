@@ -2,19 +2,30 @@
 
 import base64
 import json
+import re
+import stat
+from pathlib import Path
 
 import pytest
 
+from app import ConfigError, create_app
 from app.extensions import db
-from app.models import Product, User
+from app.models import BrowserSession, Product, User
 from tests.factories import bearer, make_product, make_user
 
 LOCAL = {"AUTH_MODE": "local", "AUTH0_ISSUER": "", "API_AUDIENCE": ""}
+ORIGIN = {"Origin": "http://localhost"}
 
 
 @pytest.fixture
 def local_app(make_app):
     return make_app(**LOCAL)
+
+
+def sign_in(app, client, data: dict, **kwargs):
+    """POST the development form with this server's sign-in code."""
+    headers = {"Origin": "http://localhost", **kwargs.pop("headers", {})}
+    return client.post("/login", data={"code": app.config["LOCAL_SIGNIN_CODE"], **data}, headers=headers, **kwargs)
 
 
 def mint(app, *args) -> str:
@@ -112,9 +123,7 @@ class TestLocalSignIn:
 
     def test_signing_in_sets_the_session_and_shows_a_token(self, local_app):
         client = local_app.test_client()
-        page = client.post(
-            "/login", data={"email": "dev@example.com", "name": "Dev"}, headers={"Origin": "http://localhost"}
-        )
+        page = sign_in(local_app, client, {"email": "dev@example.com", "name": "Dev"})
         assert page.status_code == 200
         token = page.get_data(as_text=True).split("<textarea readonly>")[1].split("</textarea>")[0]
         assert payload(token)["sub"] == "local|dev@example.com"
@@ -130,9 +139,7 @@ class TestLocalSignIn:
 
     def test_admin_box(self, local_app):
         client = local_app.test_client()
-        client.post(
-            "/login", data={"email": "boss@example.com", "admin": "true"}, headers={"Origin": "http://localhost"}
-        )
+        sign_in(local_app, client, {"email": "boss@example.com", "admin": "true"})
         assert client.get("/admin/check").json == {"is_admin": True}
 
     def test_a_cross_site_form_cannot_sign_a_browser_in(self, local_app):
@@ -151,16 +158,110 @@ class TestLocalSignIn:
 
     def test_logout_returns_home(self, local_app):
         client = local_app.test_client()
-        client.post("/login", data={"email": "dev@example.com"}, headers={"Origin": "http://localhost"})
+        sign_in(local_app, client, {"email": "dev@example.com"})
+        assert client.get("/me").status_code == 200
         response = client.get("/logout")
         assert response.status_code == 302 and response.headers["Location"] == "/"
         assert client.get("/me").status_code == 401
 
     def test_the_signed_in_page_passes_its_content_security_policy(self, local_app):
         client = local_app.test_client()
-        page = client.post("/login", data={"email": "dev@example.com"}, headers={"Origin": "http://localhost"})
+        page = sign_in(local_app, client, {"email": "dev@example.com"})
+        assert page.status_code == 200
         assert "<script" not in page.get_data(as_text=True)
         assert "form-action 'self'" in page.headers["Content-Security-Policy"]
+
+
+def rows(app, model) -> int:
+    with app.app_context():
+        return db.session.query(model).count()
+
+
+class TestSignInCode:
+    """Reaching the port is not enough: the form needs the code from the server's log or instance/."""
+
+    @pytest.mark.parametrize("remote_addr", ["127.0.0.1", "::1", "172.17.0.1", "203.0.113.9"])
+    @pytest.mark.parametrize("code", [None, "", "wrong-code-0000", "x" * 200])
+    def test_no_token_without_the_right_code_from_any_client(self, local_app, remote_addr, code):
+        # The review's reproduction: a form post naming the server's own origin, asking for admin.
+        data = {"email": "eve@x.example", "admin": "true", **({"code": code} if code is not None else {})}
+        response = local_app.test_client().post(
+            "/login", data=data, headers={"Origin": "http://localhost"}, environ_base={"REMOTE_ADDR": remote_addr}
+        )
+        assert response.status_code == 403
+        assert response.json == {
+            "code": "signin_code_required",
+            "message": "The sign-in code is missing or wrong: open the link the server logged at start-up.",
+        }
+        assert "Set-Cookie" not in response.headers
+        assert (rows(local_app, User), rows(local_app, BrowserSession)) == (0, 0)
+
+    def test_a_browser_gets_the_form_back_with_the_reason(self, local_app):
+        response = local_app.test_client().post(
+            "/login",
+            data={"email": "dev@example.com", "name": "Dev", "code": "guess-1234"},
+            headers={"Origin": "http://localhost", "Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
+        )
+        assert response.status_code == 403 and response.mimetype == "text/html"
+        html = response.get_data(as_text=True)
+        assert "The sign-in code is missing or wrong" in html
+        assert 'value="dev@example.com"' in html and 'value="Dev"' in html  # kept for the retry
+        assert "guess-1234" not in html and "<textarea" not in html
+        assert rows(local_app, User) == 0
+
+    def test_the_logged_link_signs_in_in_one_step(self, make_app, capsys):
+        app = make_app(**LOCAL)
+        code = app.config["LOCAL_SIGNIN_CODE"]
+        log = capsys.readouterr().err
+        assert f"open http://localhost:5000/login?code={code} " in log
+        client = app.test_client()
+        form = client.get(f"/login?code={code}").get_data(as_text=True)
+        assert re.search(rf'name="code"[^>]*value="{re.escape(code)}"', form)
+        response = sign_in(app, client, {"email": "dev@example.com"})
+        assert response.status_code == 200 and "<textarea readonly>" in response.get_data(as_text=True)
+        assert client.get("/me").json["user_id"] == "local|dev@example.com"
+
+    def test_the_cli_prints_the_link(self, local_app, app):
+        result = local_app.test_cli_runner().invoke(args=["auth", "signin-link"])
+        assert result.exit_code == 0
+        assert result.output == f"http://localhost:5000/login?code={local_app.config['LOCAL_SIGNIN_CODE']}\n"
+        assert app.test_cli_runner().invoke(args=["auth", "signin-link"]).exit_code == 1  # auth0 mode
+
+    def test_a_wrong_code_in_a_link_is_neither_echoed_nor_prefilled(self, local_app):
+        html = local_app.test_client().get("/login?code=%3Cb%3Ephish").get_data(as_text=True)
+        assert "phish" not in html and 'value=""' in html
+        assert "not this server" in html
+
+    def test_the_code_is_made_once_kept_private_and_shared_by_workers(self, make_app, settings):
+        first, second = make_app(**LOCAL), make_app(**LOCAL)  # same instance/: other workers, a restart
+        path = Path(settings["INSTANCE_PATH"]) / "local_signin_code"
+        assert first.config["LOCAL_SIGNIN_CODE"] == second.config["LOCAL_SIGNIN_CODE"] == path.read_text()
+        assert len(first.config["LOCAL_SIGNIN_CODE"]) >= 24
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    def test_a_configured_code_is_used_and_never_logged(self, make_app, settings, capsys):
+        app = make_app(**LOCAL, LOCAL_SIGNIN_CODE="my-own-code-42")
+        assert app.config["LOCAL_SIGNIN_CODE"] == "my-own-code-42"
+        assert not (Path(settings["INSTANCE_PATH"]) / "local_signin_code").exists()
+        log = capsys.readouterr().err
+        assert "login?code=<LOCAL_SIGNIN_CODE>" in log and "my-own-code-42" not in log
+        assert sign_in(app, app.test_client(), {"email": "dev@example.com"}).status_code == 200
+
+    @pytest.mark.parametrize("code", ["short", "has space in it", "naïve-code-123"])
+    def test_a_weak_or_odd_configured_code_stops_start_up(self, tmp_path, code):
+        with pytest.raises(ConfigError, match="LOCAL_SIGNIN_CODE"):
+            create_app({"INSTANCE_PATH": str(tmp_path), **LOCAL, "LOCAL_SIGNIN_CODE": code})
+
+    def test_a_copied_cookie_is_worthless_after_logout(self, local_app):
+        client = local_app.test_client()
+        sign_in(local_app, client, {"email": "dev@example.com"})
+        copy = client.get_cookie("dmarket_session").value
+        client.get("/logout")
+        thief = local_app.test_client()
+        thief.set_cookie("dmarket_session", copy)
+        created = thief.post("/products/create", json={"name": "Lamp", "price": 1, "quantity": 1}, headers=ORIGIN)
+        assert created.status_code == 401
+        assert (rows(local_app, Product), rows(local_app, BrowserSession)) == (0, 0)
 
 
 class TestAdminCommands:

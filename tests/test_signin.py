@@ -1,12 +1,22 @@
 """Browser sign-in against a real OpenID provider on 127.0.0.1: login, callback, session, logout."""
 
+import base64
+import hashlib
+import json
+import stat
+import zlib
+from datetime import timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from flask import Flask
 
+from app import ConfigError, create_app
+from app.config import INSECURE_SECRET
 from app.extensions import db
-from app.models import Product, User
+from app.models import BrowserSession, Product, User
 from app.models.types import utcnow
 from tests.factories import make_user
 from tests.issuer import AUDIENCE, CLIENT_ID, CLIENT_SECRET
@@ -19,6 +29,18 @@ SPA = "http://localhost:3000"
 def users_in(app) -> list[User]:
     with app.app_context():
         return db.session.query(User).all()
+
+
+def sessions_in(app) -> list[BrowserSession]:
+    with app.app_context():
+        return db.session.query(BrowserSession).all()
+
+
+def cookie_payload(value: str) -> dict:
+    """What anyone holding the cookie can read: Flask signs its session cookie, it does not encrypt it."""
+    data, compressed = value.lstrip("."), value.startswith(".")
+    raw = base64.urlsafe_b64decode(data.split(".")[0] + "==")
+    return json.loads(zlib.decompress(raw) if compressed else raw)
 
 
 class TestLogin:
@@ -201,6 +223,14 @@ class TestSession:
         with app.app_context():
             assert db.session.query(Product).count() == 3
 
+    def test_a_null_origin_is_refused_even_with_a_trusted_referer(self, app, client):
+        sign_in(client)
+        refused = client.post("/products/create", json=PRODUCT, headers={"Origin": "null", "Referer": f"{SPA}/new"})
+        assert refused.status_code == 403
+        assert refused.json["code"] == "cross_site_request"
+        with app.app_context():
+            assert db.session.query(Product).count() == 0
+
     def test_reads_by_cookie_need_no_origin(self, client):
         sign_in(client)
         assert client.get("/me").status_code == 200
@@ -214,6 +244,39 @@ class TestSession:
         cookie = response.headers["Set-Cookie"].split(";")[0].split("=", 1)[1]
         assert "access_token" not in client.get("/me").get_data(as_text=True)
         assert len(cookie) < 4000  # browsers drop larger cookies
+
+    def test_the_cookie_holds_only_a_random_id_and_the_database_only_its_hash(self, app, client):
+        sign_in(client)
+        payload = cookie_payload(client.get_cookie("dmarket_session").value)
+        assert set(payload) == {"sid", "_permanent"}
+        assert "eyJ" not in json.dumps(payload)  # no JWT (header, claims or signature) inside
+        [row] = sessions_in(app)
+        assert row.user_id == "auth0|alice" and row.access_token.count(".") == 2 and row.id_token.count(".") == 2
+        assert row.access_token not in json.dumps(payload)
+        assert row.id == hashlib.sha256(payload["sid"].encode()).hexdigest() != payload["sid"]
+        assert len(base64.urlsafe_b64decode(payload["sid"] + "=")) == 32  # 256 random bits
+        assert timedelta(hours=7, minutes=59) < row.expires_at - row.created_at <= timedelta(hours=8)
+
+    def test_an_expired_session_is_refused_and_purged_by_the_next_sign_in(self, app, client):
+        sign_in(client)
+        with app.app_context():
+            db.session.query(BrowserSession).update({"expires_at": utcnow() - timedelta(seconds=1)})
+            db.session.commit()
+        assert client.get("/me").status_code == 401
+        assert client.get_cookie("dmarket_session") is None or "sid" not in cookie_payload(
+            client.get_cookie("dmarket_session").value
+        )
+        sign_in(app.test_client())
+        assert len(sessions_in(app)) == 1  # the expired row went, the new one stays
+        assert sessions_in(app)[0].expires_at > utcnow()
+
+    def test_deleting_a_user_deletes_their_sessions(self, app, client):
+        sign_in(client)
+        with app.app_context():
+            db.session.delete(db.session.get(User, "auth0|alice"))
+            db.session.commit()
+        assert sessions_in(app) == []
+        assert client.get("/me").status_code == 401
 
     def test_a_tampered_cookie_is_not_a_session(self, client):
         sign_in(client)
@@ -247,9 +310,72 @@ class TestLogout:
         assert target.path == "/v2/logout"
         assert parse_qs(target.query) == {"client_id": [CLIENT_ID], "returnTo": ["http://localhost:3000/"]}
 
+    def test_a_copied_cookie_is_worthless_after_logout(self, app, client):
+        sign_in(client)
+        copy = client.get_cookie("dmarket_session").value
+        assert client.get("/logout").status_code == 302
+        assert sessions_in(app) == []
+        thief = app.test_client()
+        thief.set_cookie("dmarket_session", copy)
+        assert thief.get("/me").status_code == 401
+        replayed = thief.post("/products/create", json=PRODUCT, headers={"Origin": SPA})
+        assert replayed.status_code == 401
+        assert replayed.json["code"] == "unauthorized"
+        with app.app_context():
+            assert db.session.query(Product).count() == 0
+
     def test_provider_end_session_page_answers(self, client):
         sign_in(client)
         assert requests.get(client.get("/logout").headers["Location"], timeout=5).status_code == 200
+
+
+class TestSecretKey:
+    """Without SECRET_KEY, cookies are never signed with a key published in the source."""
+
+    def test_a_random_key_is_made_once_kept_private_and_shared(self, make_app, settings, capsys):
+        first = make_app(APP_ENV="", SECRET_KEY="")
+        path = Path(settings["INSTANCE_PATH"]) / "secret_key"
+        key = first.config["SECRET_KEY"]
+        assert key != INSECURE_SECRET and len(key) >= 32 and key == path.read_text()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert "SECRET_KEY is not set: cookies are signed with a random key kept in" in capsys.readouterr().err
+        second = make_app(APP_ENV="", SECRET_KEY="")  # another worker, or a restart
+        assert second.config["SECRET_KEY"] == key
+        client = first.test_client()
+        sign_in(client)
+        other_worker = second.test_client()
+        other_worker.set_cookie("dmarket_session", client.get_cookie("dmarket_session").value)
+        assert other_worker.get("/me").json["user_id"] == "auth0|alice"
+
+    def test_a_cookie_signed_with_the_published_secret_is_not_a_session(self, make_app):
+        app = make_app(APP_ENV="", SECRET_KEY="")
+        client = app.test_client()
+        sign_in(client)
+        sid = cookie_payload(client.get_cookie("dmarket_session").value)["sid"]
+        published = Flask("forger")
+        published.secret_key = INSECURE_SECRET
+        forged = published.session_interface.get_signing_serializer(published).dumps({"sid": sid})
+        forger = app.test_client()
+        forger.set_cookie("dmarket_session", forged)
+        assert forger.get("/me").status_code == 401
+
+    def test_a_set_key_is_used_and_nothing_is_written(self, app, settings):
+        assert app.config["SECRET_KEY"] == settings["SECRET_KEY"]
+        assert not (Path(settings["INSTANCE_PATH"]) / "secret_key").exists()
+
+    def test_an_unwritable_instance_folder_names_the_setting(self, tmp_path, issuer):
+        blocker = tmp_path / "not-a-folder"
+        blocker.write_text("")
+        config = {"INSTANCE_PATH": str(blocker / "instance"), "AUTH0_ISSUER": issuer.url, "API_AUDIENCE": AUDIENCE}
+        with pytest.raises(ConfigError, match="set SECRET_KEY"):
+            create_app(config)
+
+    @pytest.mark.parametrize("secret", ["", INSECURE_SECRET, "s" * 31])
+    def test_production_refuses_a_missing_or_weak_key(self, tmp_path, issuer, secret):
+        config = {"INSTANCE_PATH": str(tmp_path), "AUTH0_ISSUER": issuer.url, "API_AUDIENCE": AUDIENCE}
+        with pytest.raises(ConfigError, match="SECRET_KEY"):
+            create_app({**config, "APP_ENV": "production", "SECRET_KEY": secret})
+        assert not (tmp_path / "secret_key").exists()
 
 
 def test_sign_in_is_rate_limited_per_ip(make_app):

@@ -32,6 +32,7 @@ def init_app(app: Flask) -> None:
         log.warning(
             "AUTH_MODE=local: development sign-in; tokens come from `flask auth token`. Never use in production."
         )
+        _announce_signin_code(cfg)
     else:
         fetch = fetch_oidc_jwks(cfg["AUTH0_ISSUER"], timeout=cfg["HTTP_TIMEOUT"])
     keys = JWKSCache(fetch, min_refresh=cfg["JWKS_MIN_REFRESH_SECONDS"])
@@ -54,6 +55,19 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(admin_cli)
     if issuer is not None:
         app.register_api(bp)
+
+
+def _announce_signin_code(cfg) -> None:
+    """Whoever reads the server's log (or instance/) can sign in; whoever merely reaches the port cannot."""
+    if cfg["LOCAL_SIGNIN_CODE_FILE"]:
+        log.warning(
+            "AUTH_MODE=local: to sign in, open %slogin?code=%s (the code is kept in %s)",
+            cfg["AUTH0_ISSUER"],
+            cfg["LOCAL_SIGNIN_CODE"],
+            cfg["LOCAL_SIGNIN_CODE_FILE"],
+        )
+    else:
+        log.warning("AUTH_MODE=local: to sign in, open %slogin?code=<LOCAL_SIGNIN_CODE>", cfg["AUTH0_ISSUER"])
 
 
 def signin_blueprint(app: Flask) -> APIBlueprint:

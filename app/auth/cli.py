@@ -1,4 +1,4 @@
-"""Command line: `flask auth token EMAIL` (local tokens) and `flask admin grant|revoke|list` (the first admin).
+"""Command line: `flask auth token EMAIL` and `flask auth signin-link` (local mode), `flask admin grant|revoke|list`.
 
 `grant`/`revoke` follow the API's rule: an EMAIL reaches only accounts whose email the
 provider verified; `--user-id` reaches exactly one account.
@@ -30,6 +30,15 @@ def token(email: str, name: str | None, admin: bool, ttl: int) -> None:
     if "@" not in email or len(email) > 320:
         raise click.BadParameter("must be an email address", param_hint="EMAIL")
     click.echo(issuer.mint(email=email, name=name, admin=admin, ttl=ttl))
+
+
+@auth_cli.command("signin-link")
+def signin_link() -> None:
+    """Print the development sign-in link, with this server's sign-in code."""
+    cfg = current_app.config
+    if cfg["AUTH_MODE"] != "local":
+        raise click.ClickException("the sign-in code exists only with AUTH_MODE=local; Auth0 signs people in otherwise")
+    click.echo(f"{cfg['AUTH0_ISSUER']}login?code={cfg['LOCAL_SIGNIN_CODE']}")
 
 
 def _set_admin(email: str | None, user_id: str | None, is_admin: bool) -> None:

@@ -1,18 +1,25 @@
-"""Browser sessions: a signed cookie (no server-side state) holding the user's access token.
+"""Browser sessions: the cookie carries a random session id; the tokens stay in the database.
 
-Any worker or host can read the cookie, so sessions survive scaling out. The cookie is
-HttpOnly; over HTTPS it is Secure with SameSite=None (the SPA is on another origin), over
-plain http (development) SameSite=Lax, which browsers accept without Secure.
+The cookie is Flask's signed session, holding only that id (and, during /login to
+/callback, Authlib's state, nonce and PKCE verifier). Logging out deletes the row, so a
+copied cookie is then worthless; any worker or host finds the row, so sessions survive
+scaling out. The cookie is HttpOnly; over HTTPS it is Secure with SameSite=None (the SPA
+is on another origin), over plain http (development) SameSite=Lax, which browsers accept
+without Secure.
 """
 
+import logging
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
 
 from app.errors import Forbidden
+from app.services.sessions import create_session, delete_session, find_session
 
+log = logging.getLogger(__name__)
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+SESSION_ID = "sid"
 
 
 class SchemeAwareSessionInterface(SecureCookieSessionInterface):
@@ -25,24 +32,38 @@ class SchemeAwareSessionInterface(SecureCookieSessionInterface):
 
 def start_session(*, user_id: str, access_token: str, id_token: str | None = None) -> None:
     """A fresh session: whatever the browser held before (e.g. sign-in state) is dropped."""
-    session.clear()
+    end_session()
     session.permanent = True
-    session["user_id"] = user_id
-    session["access_token"] = access_token
-    if id_token:
-        session["id_token"] = id_token
+    session[SESSION_ID] = create_session(
+        user_id=user_id,
+        access_token=access_token,
+        id_token=id_token,
+        lifetime=int(current_app.permanent_session_lifetime.total_seconds()),
+    )
+
+
+def _session_id() -> str | None:
+    value = session.get(SESSION_ID)
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
 
 
 def session_token() -> str | None:
-    token = session.get("access_token")
-    return token if isinstance(token, str) else None
+    """The access token of the browser's live session; a cookie whose session is gone is cleared."""
+    session_id = _session_id()
+    if session_id is None:
+        return None
+    row = find_session(session_id)
+    if row is None:
+        session.clear()
+        return None
+    return row.access_token
 
 
 def end_session() -> str | None:
-    """Forget the browser's sign-in; returns the ID token, for the provider's logout hint."""
-    id_token = session.get("id_token")
+    """Forget the browser's sign-in, in the cookie and the database; returns the ID token (logout hint)."""
+    session_id = _session_id()
     session.clear()
-    return id_token
+    return delete_session(session_id) if session_id else None
 
 
 def _origin_of(url: str) -> str | None:
@@ -59,9 +80,12 @@ def ensure_same_site_request() -> None:
     if request.method not in UNSAFE_METHODS:
         return
     origin = request.headers.get("Origin")
-    origin = origin.lower() if origin and origin != "null" else None
-    if origin is None and request.referrer:
-        origin = _origin_of(request.referrer)
+    # Only an absent Origin falls back to Referer: `Origin: null` (sandboxed frames, data: URLs,
+    # some redirects) is an opaque origin, never one of ours.
+    if origin is None:
+        origin = _origin_of(request.referrer) if request.referrer else None
+    else:
+        origin = origin.strip().lower()
     if origin not in trusted_origins():
         raise Forbidden(
             "A request authenticated by the session cookie must come from the API's own origin or an allowed one.",
@@ -71,3 +95,9 @@ def ensure_same_site_request() -> None:
 
 def init_app(app: Flask) -> None:
     app.session_interface = SchemeAwareSessionInterface()
+    if app.config.get("SECRET_KEY_FILE"):
+        log.warning(
+            "SECRET_KEY is not set: cookies are signed with a random key kept in %s. "
+            "Set SECRET_KEY (the same on every host) before running more than one host.",
+            app.config["SECRET_KEY_FILE"],
+        )

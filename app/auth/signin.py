@@ -1,8 +1,8 @@
 """Browser sign-in with Auth0 (or any OpenID provider): /login, /callback, /logout.
 
 The authorization-code flow with PKCE, state and nonce, through Authlib's Flask client.
-The access token lands in the signed session cookie, so the browser (and Swagger UI)
-can then call the API without handling tokens.
+The tokens are kept in a server-side session whose random id is all the cookie holds,
+so the browser (and Swagger UI) can then call the API without handling tokens.
 """
 
 import logging

@@ -72,23 +72,27 @@ class JWKSCache:
 
     Refetches are throttled (`min_refresh` seconds), so tokens with forged key ids cannot
     make us hammer the issuer. Only the configured source is ever contacted: `jku`/`x5u`
-    headers in a token are ignored.
+    headers in a token are ignored. A cached key is found without any lock: a refetch
+    (up to HTTP_TIMEOUT while the issuer hangs) holds `_fetching`, which only requests
+    that need a fetch ever wait on, and at most once each.
     """
 
     def __init__(self, fetch: Callable[[], dict], min_refresh: float = 30, clock=time.monotonic):
         self._fetch = fetch
         self._min_refresh = min_refresh
         self._clock = clock
-        self._lock = threading.Lock()
-        self._keys: KeySet | None = None
+        self._fetching = threading.Lock()
+        self._keys: KeySet | None = None  # replaced whole, never mutated: safe to read unlocked
         self._fetched_at = float("-inf")
         self._failed_at = float("-inf")
+        self._attempts = 0  # fetches tried so far: a waiter sees whether one ended while it waited
 
     @property
     def loaded(self) -> bool:
         return self._keys is not None
 
     def _refresh(self) -> None:
+        """Fetch the key set; called with `_fetching` held."""
         now = self._clock()
         if now - self._failed_at < min(FAILURE_BACKOFF_SECONDS, self._min_refresh):
             raise IssuerUnavailable("issuer recently unreachable")
@@ -96,18 +100,25 @@ class JWKSCache:
             data = self._fetch()
             keys = KeySet.import_key_set(data)
         except IssuerUnavailable:
-            self._failed_at = now
+            self._failed_at = self._clock()
             raise
         except (JoseError, ValueError, TypeError, KeyError) as exc:
-            self._failed_at = now
+            self._failed_at = self._clock()
             raise IssuerUnavailable(f"issuer returned an unusable key set ({exc.__class__.__name__})") from exc
+        finally:
+            self._attempts += 1  # counted when it ends: a request waiting on it then takes its outcome
         self._keys = KeySet([k for k in keys if k.key_type == "RSA"])
-        self._fetched_at = now
+        self._fetched_at = self._clock()
         log.info("loaded %d signing key(s) from the issuer", len(self._keys.keys))
+
+    def _may_refetch(self) -> bool:
+        return self._clock() - self._fetched_at >= self._min_refresh
 
     def ready(self) -> bool:
         """Keys are cached, or can be fetched now (readiness probes warm the cache this way)."""
-        with self._lock:
+        if self._keys is not None:
+            return True
+        with self._fetching:
             if self._keys is None:
                 try:
                     self._refresh()
@@ -116,22 +127,35 @@ class JWKSCache:
         return True
 
     def key_for(self, kid: str):
-        with self._lock:
-            if self._keys is None:
+        keys = self._keys
+        if keys is not None:
+            key = _find(keys, kid)
+            if key is not None:
+                return key
+            if not self._may_refetch():
+                raise InvalidToken("the token is signed with an unknown key")
+        # One fetch at a time. A request that waited for someone else's fetch takes its outcome
+        # instead of fetching again, so a hanging issuer costs each request one wait at most.
+        seen = self._attempts
+        with self._fetching:
+            keys = self._keys
+            key = _find(keys, kid) if keys is not None else None
+            if key is None and self._attempts != seen:
+                if self._failed_at > self._fetched_at:
+                    raise IssuerUnavailable("issuer unreachable")
+            elif key is None and (keys is None or self._may_refetch()):
                 self._refresh()
-            key = self._find(kid)
-            if key is None and self._clock() - self._fetched_at >= self._min_refresh:
-                self._refresh()
-                key = self._find(kid)
+                key = _find(self._keys, kid)
         if key is None:
             raise InvalidToken("the token is signed with an unknown key")
         return key
 
-    def _find(self, kid: str):
-        for key in self._keys.keys:
-            if key.kid == kid:
-                return key
-        return None
+
+def _find(keys: KeySet, kid: str):
+    for key in keys.keys:
+        if key.kid == kid:
+            return key
+    return None
 
 
 class TokenVerifier:

@@ -1,5 +1,6 @@
 from app.models.product import Product
+from app.models.session import BrowserSession
 from app.models.stats import ProductStats
 from app.models.user import User
 
-__all__ = ["Product", "ProductStats", "User"]
+__all__ = ["BrowserSession", "Product", "ProductStats", "User"]
