@@ -1,5 +1,6 @@
+from app.models.idempotency import IdempotencyKey
 from app.models.product import Product
 from app.models.stats import ProductStats
 from app.models.user import User
 
-__all__ = ["Product", "ProductStats", "User"]
+__all__ = ["IdempotencyKey", "Product", "ProductStats", "User"]
