@@ -93,9 +93,9 @@ def gunicorn(env: dict, workers: int, log_path: Path):
         try:
             for _ in range(300):
                 try:
-                    requests.get(f"{url}/health", timeout=1)
+                    requests.get(f"{url}/health", timeout=5)
                     break
-                except requests.ConnectionError:
+                except requests.RequestException:
                     time.sleep(0.1)
             yield url
         finally:
