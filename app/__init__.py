@@ -75,11 +75,12 @@ def register_extensions(app: DMarketOpenAPI) -> None:
         app,
         origins=app.config["CORS_ORIGINS"],
         supports_credentials=True,
-        allow_headers=["Authorization", "Content-Type", "If-Match", "X-Request-ID"],
+        allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Request-ID"],
         expose_headers=[
             "ETag",
             "Link",
             "Location",
+            "Idempotent-Replayed",
             "X-Total-Count",
             "X-Next-Cursor",
             "X-Request-ID",

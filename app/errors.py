@@ -5,7 +5,7 @@ import re
 
 from flask import Flask, json
 from pydantic import ValidationError
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -140,8 +140,20 @@ def _handle_http_exception(exc: HTTPException):
     return error_response(code, _CODES.get(code, "http_error"), exc.description or exc.name, headers=headers)
 
 
-def _handle_database_down(exc: OperationalError):
-    db.session.rollback()
+def _handle_database_error(exc: DBAPIError):
+    """The database unreachable (or the connection lost mid-request): a JSON 503; other driver errors are bugs.
+
+    A lost COMMIT lands here too: its fate is unknown, and 503 + Retry-After is the honest
+    answer (a retry with the same Idempotency-Key replays it if it was stored after all).
+    """
+    if not (isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated):
+        db.discard_transaction()
+        return _handle_unexpected(exc)
+    return _handle_database_down(exc)
+
+
+def _handle_database_down(exc: DBAPIError):
+    db.discard_transaction()
     log.error("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
     return error_response(
         503,
@@ -159,5 +171,5 @@ def _handle_unexpected(exc: Exception):
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
-    app.register_error_handler(OperationalError, _handle_database_down)
+    app.register_error_handler(DBAPIError, _handle_database_error)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -1,10 +1,16 @@
 """Extension objects, created unbound and initialised by the app factory."""
 
+import logging
+from contextlib import suppress
+
 from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
+
+log = logging.getLogger(__name__)
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -20,6 +26,44 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
+class Database(SQLAlchemy):
+    """Flask-SQLAlchemy whose clean-up can never fail a request whose answer is already decided."""
+
+    def discard_transaction(self) -> None:
+        """Roll the session back; a connection that died under it is invalidated instead of raising.
+
+        ROLLBACK on a connection the server has terminated (a restart, pg_terminate_backend, a
+        cut network) raises. Nothing is left to undo there: the server already discarded the
+        transaction, so the connection is thrown away and the session starts afresh.
+        """
+        try:
+            self.session.rollback()
+        except SQLAlchemyError as exc:
+            log.warning("database connection discarded: %s", _reason(exc))
+            self.session().invalidate()
+
+    def _teardown_session(self, exc: BaseException | None) -> None:
+        """Flask-SQLAlchemy's end-of-request clean-up (registered by its init_app), made unable to raise.
+
+        Teardown runs after the response is decided: an exception here would make gunicorn
+        replace it with its own non-JSON 500.
+        """
+        try:
+            self.session.remove()
+        except SQLAlchemyError as error:
+            log.warning("database connection discarded at teardown: %s", _reason(error))
+            with suppress(SQLAlchemyError):
+                self.session().invalidate()
+            self.session.registry.clear()  # never hand this session to a later context
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return orig.__class__.__name__ if orig is not None else exc.__class__.__name__
+
+
+# No expiry on commit: what a write answers is known before its COMMIT, so nothing is read
+# after it (a read after the commit is the widest window for an in-doubt 503).
+db = Database(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate(render_as_batch=True, compare_type=True)
 cors = CORS()

@@ -21,6 +21,7 @@ HEADERS = {
     "X-Next-Cursor": ("Opaque cursor for the next page; absent on the last page", _STRING),
     "ETag": ("The product's version; send it back in If-Match to update or delete safely", _STRING),
     "Location": ("URL of the created product", _STRING),
+    "Idempotent-Replayed": ("`true` when this is the stored answer to an earlier request with the same key", _STRING),
 }
 # Headers by status, on every operation that can answer it.
 STATUS_HEADERS = {

@@ -92,6 +92,9 @@ def checks_for(case) -> list:
     if "cursor" in (case.query or {}):
         # Likewise a cursor is valid only if the API gave it out: a random well-formed token is a 422.
         return without_acceptance
+    if "Idempotency-Key" in (case.headers or {}):
+        # A well-formed key already used with another body is rightly a 422 (idempotency_key_reused).
+        return without_acceptance
     return ALL_CHECKS
 
 

@@ -1,18 +1,25 @@
-"""Faults: a slow or broken identity provider, rotated keys, a locked or absent database, hostile bodies.
+"""Faults: a slow or broken identity provider, rotated keys, a locked, absent or restarting database, hostile bodies.
 
 Each fault gets a clear JSON answer with the right status, bounded latency, nothing
 half-written, and recovery without restarting the API.
 """
 
 import sqlite3
+import threading
 import time
+import uuid
+from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from app.extensions import db
 from app.models import Product
-from tests.databases import postgres_base_url
+from tests.databases import needs_postgres, postgres_base_url
 from tests.factories import bearer
+from tests.faultproxy import CommitDropper
+from tests.live import LiveServer
 
 PRODUCT = {"name": "Lamp", "description": "A desk lamp", "price": "19.99", "quantity": 1}
 
@@ -131,3 +138,122 @@ class TestHostileBodies:
     def test_huge_integers_in_paths_and_queries(self, client):
         assert client.get("/products/" + "9" * 400).status_code == 422
         assert client.get("/products?page=" + "9" * 5000).status_code == 422
+
+
+@pytest.mark.slow
+@needs_postgres
+class TestDatabaseRestart:
+    """Issue 15's fault run, bounded: 2 gunicorn workers on PostgreSQL, 8 writers with Idempotency-Key, readers
+    beside them; COMMIT answers lost on purpose (in-doubt commits), every connection cut and new ones refused
+    for 2 s (a restart), then open connections killed again and again. Every writer retries its 503s with the
+    same key until it gets 201."""
+
+    WRITERS, READERS, RUN_SECONDS = 8, 2, 10
+
+    @pytest.fixture
+    def served(self, make_app, settings, database_url):
+        app = make_app()  # migrates the test's schema, directly
+        real = urlsplit(database_url)
+        proxy = CommitDropper(real.hostname, real.port or 5432).start()
+        through_proxy = real._replace(netloc=f"{real.username}@127.0.0.1:{proxy.port}").geturl()
+        env = {**settings, "DATABASE_URL": through_proxy, "RATELIMIT_ENABLED": "false", "DB_CONNECT_TIMEOUT": "2"}
+        server = LiveServer(env, workers=2).start()
+        logs: list[str] = []
+        drain = threading.Thread(target=lambda: logs.extend(server.process.stderr), daemon=True)
+        drain.start()
+        try:
+            yield app, server.url, proxy, logs
+        finally:
+            server.stop()
+            drain.join(timeout=5)
+            proxy.cut()
+
+    def test_nothing_lost_nothing_doubled_never_a_raw_500(self, served, issuer):
+        app, url, proxy, logs = served
+        token = bearer(issuer.token("auth0|writer", email="writer@example.com"))
+        assert requests.get(f"{url}/me", headers=token, timeout=10).status_code == 200
+        stop = threading.Event()
+        answers: list[tuple[str, int, str | None, dict | None]] = []  # (kind, status, content type, body)
+        acknowledged: dict[str, dict] = {}  # name -> the 201 body
+        replays = []
+
+        def record(kind, response):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            answers.append((kind, response.status_code, response.headers.get("Content-Type"), body))
+            return body
+
+        def writer(n: int) -> None:
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                name, key = f"w{n}-{i}", uuid.uuid4().hex
+                for _attempt in range(200):  # retry with the same key until the create is acknowledged
+                    response = requests.post(
+                        f"{url}/products/create",
+                        json={**PRODUCT, "name": name},
+                        headers={**token, "Idempotency-Key": key},
+                        timeout=20,
+                    )
+                    body = record("write", response)
+                    if response.status_code == 201:
+                        acknowledged[name] = body
+                        if response.headers.get("Idempotent-Replayed") == "true":
+                            replays.append(name)
+                        break
+                    time.sleep(0.05)
+
+        def reader() -> None:
+            while not stop.is_set():
+                record("read", requests.get(f"{url}/products?per_page=5&sort=-id", timeout=20))
+                record("read", requests.get(f"{url}/me", headers=token, timeout=20))
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(self.WRITERS)]
+        threads += [threading.Thread(target=reader) for _ in range(self.READERS)]
+        for thread in threads:
+            thread.start()
+        started = time.monotonic()
+
+        def at(second: float) -> None:
+            time.sleep(max(0.0, started + second - time.monotonic()))
+
+        for tick in range(10):  # t = 1..3.25 s: lose the answer to a COMMIT now and then
+            at(1 + tick * 0.25)
+            proxy.drop_commits(1)
+        at(4)
+        proxy.cut()  # the restart: every connection dropped, new ones refused...
+        at(6)
+        proxy.restore()  # ...for 2 s
+        for tick in range(12):  # t = 6.5..9 s: kill every open connection now and then (pg_terminate_backend)
+            at(6.5 + tick * 0.2)
+            proxy.cut()
+            proxy.restore()
+        at(self.RUN_SECONDS)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in threads)
+
+        # Every answer is the app's JSON: 201/200, or the documented 503 (never gunicorn's raw 500).
+        statuses = Counter((kind, status) for kind, status, _, _ in answers)
+        assert set(statuses) <= {("write", 201), ("write", 503), ("read", 200), ("read", 503)}, statuses
+        for _, status, content_type, body in answers:
+            assert content_type == "application/json" and body is not None
+            if status == 503:
+                assert body["code"] == "database_unavailable"
+        assert not [line for line in logs if "Error handling request" in line]
+        # Every acknowledged create is stored, exactly once; nothing else is.
+        with app.app_context():
+            rows = db.session.execute(db.select(Product.id, Product.name)).all()
+        names = Counter(name for _, name in rows)
+        assert [name for name, count in names.items() if count > 1] == []  # stored twice
+        assert set(names) == set(acknowledged)  # lost: acknowledged but missing; or stored but never acknowledged
+        assert {name: body["id"] for name, body in acknowledged.items()} == {name: pid for pid, name in rows}
+
+        # The faults happened: outage answers, lost COMMIT answers, and retries that found their write stored.
+        assert statuses[("write", 503)] > 0 and proxy.dropped > 0 and replays
+        # The service answers again without a restart.
+        after = requests.post(f"{url}/products/create", json=PRODUCT, headers=token, timeout=20)
+        assert after.status_code == 201

@@ -7,7 +7,15 @@ from app.auth import current_identity, require_auth
 from app.openapi import response_headers
 from app.routes.responses import PROTECTED, SIGNED_IN, json_response, pagination_links
 from app.schemas.common import ErrorOut, MessageOut
-from app.schemas.products import ProductIn, ProductList, ProductOut, ProductPath, ProductQuery, ProductUpdate
+from app.schemas.products import (
+    IdempotencyHeader,
+    ProductIn,
+    ProductList,
+    ProductOut,
+    ProductPath,
+    ProductQuery,
+    ProductUpdate,
+)
 from app.services import products
 
 bp = APIBlueprint(
@@ -58,16 +66,23 @@ def get_product(path: ProductPath):
 
 @bp.post(
     "/products/create",
-    responses={201: ProductOut, **PROTECTED},
+    responses={201: ProductOut, 409: ErrorOut, **PROTECTED},
     security=SIGNED_IN,
-    openapi_extensions=response_headers(201, "ETag", "Location"),
+    openapi_extensions=response_headers(201, "ETag", "Location", sometimes=("Idempotent-Replayed",)),
 )
 @require_auth
-def create_product(body: ProductIn):
-    """Create a product owned by the caller."""
-    product = products.create_product(owner=current_identity(), data=body.model_dump())
-    location = url_for("products.get_product", product_id=product.id)
-    return _product_response(product, 201, {"Location": location})
+def create_product(body: ProductIn, header: IdempotencyHeader):
+    """Create a product owned by the caller (send an Idempotency-Key to make retries safe)."""
+    created = products.create_product(
+        owner=current_identity(), data=body.model_dump(), idempotency_key=header.idempotency_key
+    )
+    product = created.product
+    headers = {"Location": url_for("products.get_product", product_id=product["id"])}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    response = json_response(ProductOut.model_validate(product).model_dump(mode="json"), 201, headers)
+    response.set_etag(str(product["version"]))
+    return response
 
 
 @bp.put(

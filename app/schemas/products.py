@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
-from app.schemas.common import CleanText, NonBlankText, PageQuery, SafeQueryText, drop_default
+from app.schemas.common import CleanText, NonBlankText, PageQuery, RequestModel, SafeQueryText, drop_default
 
 # Lengths are checked as sent (as the spec states them), then surrounding blanks are trimmed.
 Name = Annotated[str, Field(min_length=1, max_length=64), NonBlankText, AfterValidator(str.strip)]
@@ -61,6 +61,8 @@ Quantity = Annotated[
         }
     ),
 ]
+# Visible ASCII, inner spaces allowed: opaque to the API, compared exactly as sent.
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
 ProductId = Annotated[int, Field(ge=1, le=2_147_483_647)]
 SortKey = Literal["id", "-id", "name", "-name", "price", "-price", "created_at", "-created_at"]
 
@@ -122,5 +124,23 @@ class ProductQuery(PageQuery):
         pattern=r"^[A-Za-z0-9_-]+$",
         description="Walk by cursor instead of page number: pass the X-Next-Cursor of the previous response "
         "(same sort and filters). Constant cost at any depth; `page` is ignored and X-Total-Count is not sent.",
+        json_schema_extra=drop_default,
+    )
+
+
+class IdempotencyHeader(RequestModel):
+    """Optional request headers of a create."""
+
+    idempotency_key: str = Field(
+        default=None,
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=IDEMPOTENCY_KEY_PATTERN,
+        description="A unique value per intended create (a UUID, say), 1-255 printable ASCII characters. "
+        "Retrying with the same key and body replays the first 201 (same product, Location and ETag, with "
+        "`Idempotent-Replayed: true`) instead of creating again; the same key with another body is a 422 "
+        "`idempotency_key_reused`, and while the first request with it is still running a 409 "
+        "`idempotency_key_in_use`. Keys belong to the caller and are kept for 24 hours.",
         json_schema_extra=drop_default,
     )

@@ -1,5 +1,8 @@
 """Product rules: listing, lookup with rights, and changes with optimistic locking."""
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import bindparam, func, literal_column, or_, select, table, tuple_
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -7,6 +10,7 @@ from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db
 from app.models import Product, ProductStats
 from app.models.ddl import SQLITE_SEARCH_TABLE
+from app.services import idempotency
 from app.services.locking import begin_write
 from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.users import Identity
@@ -100,12 +104,50 @@ def _check_version(product: Product, expected_etags) -> None:
         raise PreconditionFailed()
 
 
-def create_product(*, owner: Identity, data: dict) -> Product:
+@dataclass(frozen=True)
+class Created:
+    """What a create answers: the product's fields as stored (`snapshot`), or as first answered (a replay)."""
+
+    product: dict[str, Any]
+    replayed: bool = False
+
+
+def snapshot(product: Product) -> dict[str, Any]:
+    """The product's fields as JSON values: what an idempotency key keeps, and what the answer is built from."""
+    return {
+        "id": product.id,
+        "name": product.name,
+        "description": product.description,
+        "price": str(product.price),
+        "quantity": product.quantity,
+        "user_id": product.user_id,
+        "created_at": product.created_at.isoformat(),
+        "updated_at": product.updated_at.isoformat(),
+        "version": product.version,
+    }
+
+
+def create_product(*, owner: Identity, data: dict, idempotency_key: str | None = None) -> Created:
+    """Insert the product; with an idempotency key, a repeat of the request replays the first answer instead.
+
+    Everything the answer holds is known before the COMMIT (ids come back from the INSERT,
+    times and the version are set here): nothing is read after it.
+    """
     fields = {key: data[key] for key in EDITABLE_FIELDS if key in data}
-    product = Product(**fields, user_id=owner.user.user_id)
+    user_id = owner.user.user_id
+    if idempotency_key is not None:
+        request_hash = idempotency.fingerprint("products.create", fields)
+        outcome = idempotency.claim(user_id=user_id, key=idempotency_key, request_hash=request_hash)
+        if outcome is not None:
+            return Created(outcome, replayed=True)
+    product = Product(**fields, user_id=user_id)
     db.session.add(product)
+    db.session.flush()
+    created = snapshot(product)
+    if idempotency_key is not None:
+        idempotency.record(user_id=user_id, key=idempotency_key, outcome=created)
     db.session.commit()
-    return product
+    return Created(created)
 
 
 def _write(product: Product, apply, expected_etags) -> Product:
