@@ -1,8 +1,13 @@
 """The products resource, as a client sees it: status, body, headers and what is stored."""
 
+import base64
+import hashlib
+import json
+import re
 from decimal import Decimal
 
 import pytest
+from itsdangerous import Signer
 
 from app.extensions import db
 from app.models import Product
@@ -156,6 +161,32 @@ class TestList:
         assert [d["field"] for d in response.json["details"]] == [field]
 
 
+def _payload(data) -> str:
+    """A cursor's payload as the reviewer re-encoded it by hand: base64url of the JSON, no padding."""
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+HOSTILE_CURSORS = [
+    ("id", "3", 12345678901234567890),  # a 20-digit id
+    ("id", "12345678901234567890", 3),
+    ("id", "3", True),
+    ("name", "a", "3"),
+    ("name", "\ud800", 3),  # a lone surrogate
+    ("name", "a\x00b", 3),  # NUL
+    ("name", ["a"], 3),
+    ("price", "sNaN", 3),
+    ("price", "NaN", 3),
+    ("price", "Infinity", 3),
+    ("price", "1e999999", 3),
+    ("price", "-5", 3),
+    ("created_at", "2026-01-01T00:00:00", 3),  # naive
+    ("created_at", "2026-01-01", 3),  # a bare date
+    ("created_at", "0001-01-01T00:00:00+14:00", 3),  # before year 1 in UTC
+    ("created_at", "9999-12-31T23:59:59-14:00", 3),  # after year 9999 in UTC
+    ("created_at", "not a time", 3),
+]
+
+
 class TestCursors:
     @pytest.fixture
     def catalogue(self, app):
@@ -195,6 +226,44 @@ class TestCursors:
     def test_a_cursor_is_only_valid_for_its_sort_order(self, client, catalogue):
         cursor = client.get("/products?per_page=3&sort=name").headers["X-Next-Cursor"]
         assert client.get(f"/products?sort=price&cursor={cursor}").status_code == 422
+
+    def test_a_cursor_is_payload_dot_signature_as_the_spec_says(self, app, client, catalogue):
+        cursor = client.get("/products?per_page=3").headers["X-Next-Cursor"]
+        pattern = app.test_client().get("/openapi/openapi.json").json["paths"]["/products"]["get"]["parameters"]
+        (spec,) = [p["schema"] for p in pattern if p["name"] == "cursor"]
+        assert re.fullmatch(spec["pattern"], cursor) and len(cursor) <= spec["maxLength"]
+        assert not re.search(spec["pattern"], "0")  # a fuzzer's schema-valid example is now outside the schema
+        assert client.get("/products?cursor=0").status_code == 422
+
+    def test_an_edited_or_foreign_cursor_is_422(self, app, client, catalogue):
+        cursor = client.get("/products?per_page=3").headers["X-Next-Cursor"]
+        payload, signature = cursor.split(".")
+        edited = _payload({"s": "id", "v": "1", "id": 1}) + "." + signature
+        foreign = Signer("another-secret", salt="dmarket.cursor", digest_method=hashlib.sha256).sign(payload).decode()
+        for bad in (edited, foreign, payload, cursor[:-1] + ("A" if cursor[-1] != "A" else "B")):
+            response = client.get(f"/products?cursor={bad}")
+            assert response.status_code == 422
+            assert response.json["code"] == "validation_error"
+            assert bad not in response.get_data(as_text=True)
+
+    @pytest.mark.parametrize("sort, value, row_id", HOSTILE_CURSORS)
+    def test_hand_made_cursors_from_the_review_are_422_not_500(self, client, catalogue, sort, value, row_id):
+        """The reviewer's forgeries: decoded by hand, re-encoded with values the database would choke on."""
+        response = client.get(f"/products?sort={sort}&cursor={_payload({'s': sort, 'v': value, 'id': row_id})}")
+        assert response.status_code == 422
+        assert response.json["code"] == "validation_error"
+        assert [d["field"] for d in response.json["details"]] == ["cursor"]
+
+    @pytest.mark.parametrize("sort, value, row_id", HOSTILE_CURSORS)
+    def test_hostile_values_are_422_even_when_signed(self, app, client, catalogue, sort, value, row_id):
+        """Defence in depth: with the key leaked, a signed cursor still cannot make the database fail."""
+        with app.app_context():
+            signer = Signer(app.config["SECRET_KEY"], salt="dmarket.cursor", digest_method=hashlib.sha256)
+        cursor = signer.sign(_payload({"s": sort, "v": value, "id": row_id})).decode()
+        response = client.get(f"/products?sort={sort}&cursor={cursor}")
+        assert response.status_code == 422
+        assert [d["field"] for d in response.json["details"]] == ["cursor"]
+        assert client.get(f"/products?sort={sort}&per_page=3").status_code == 200  # and nothing was left broken
 
 
 class TestGet:

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
 from app.schemas.common import CleanText, NonBlankText, PageQuery, SafeQueryText, drop_default
+from app.services.paging import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 
 # Lengths are checked as sent (as the spec states them), then surrounding blanks are trimmed.
 Name = Annotated[str, Field(min_length=1, max_length=64), NonBlankText, AfterValidator(str.strip)]
@@ -118,9 +119,10 @@ class ProductQuery(PageQuery):
     sort: SortKey = Field(default="id", description="Sort key; prefix with - for descending")
     cursor: str = Field(
         default=None,
-        max_length=512,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=CURSOR_MAX_LENGTH,
+        pattern=CURSOR_PATTERN,
         description="Walk by cursor instead of page number: pass the X-Next-Cursor of the previous response "
-        "(same sort and filters). Constant cost at any depth; `page` is ignored and X-Total-Count is not sent.",
+        "(same sort and filters). Constant cost at any depth; `page` is ignored and X-Total-Count is not sent. "
+        "Cursors are signed by the API (`payload.signature`); any other value is refused with 422.",
         json_schema_extra=drop_default,
     )
