@@ -10,7 +10,7 @@ import time
 import uuid
 from decimal import Decimal
 
-from flask import Flask, Request, current_app, g, request
+from flask import Flask, Request, current_app, g, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.errors import ApiError, UnsupportedMediaType, ValidationFailed
@@ -58,6 +58,12 @@ class ApiRequest(Request):
     @json_module.setter
     def json_module(self, _value):
         pass
+
+
+def public_url(endpoint: str, **values) -> str:
+    """An absolute URL of one of our routes, from PUBLIC_URL: never from the client-chosen Host header."""
+    path = url_for(endpoint, **values)[len(request.script_root) :]
+    return current_app.config["PUBLIC_URL"] + path
 
 
 def _start_request() -> None:
