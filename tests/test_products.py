@@ -348,6 +348,11 @@ class TestCreate:
             ({"name": ""}, "name"),
             ({"name": "   "}, "name"),
             ({"name": "x" * 65}, "name"),
+            ({"name": "\u200b"}, "name"),  # invisible characters only: as blank as spaces
+            ({"name": "\u2060\ufeff"}, "name"),
+            ({"name": " \u200b\u3000\u00a0 "}, "name"),
+            ({"name": "\u3164"}, "name"),  # a Hangul filler
+            ({"name": "\U000e0020"}, "name"),  # a tag character
             ({"name": "bad\x00name"}, "name"),
             ({"name": None}, "name"),
             ({"description": "x" * 1001}, "description"),
@@ -369,6 +374,16 @@ class TestCreate:
         assert response.json["code"] == "validation_error"
         assert field in [d["field"] for d in response.json["details"]]
         assert count(app) == 0
+
+    @pytest.mark.parametrize(
+        "name", ["\u200b", "\u2060", "\ufeff", " \u200b ", "\u3164", "\u200bLamp", "Lamp\u2060", "é"]
+    )
+    def test_the_spec_states_which_names_are_blank(self, app, client, user_headers, name):
+        """The published pattern and the validator agree, so clients (and fuzzers) know what is accepted."""
+        spec = client.get("/openapi/openapi.json").json["components"]["schemas"]["ProductIn"]["properties"]["name"]
+        response = client.post("/products/create", json={**LAMP, "name": name}, headers=user_headers)
+        assert response.status_code == (201 if re.fullmatch(spec["pattern"], name) else 422)
+        assert count(app) == (1 if response.status_code == 201 else 0)
 
     def test_missing_fields_are_all_reported(self, client, user_headers):
         response = client.post("/products/create", json={}, headers=user_headers)
