@@ -82,6 +82,7 @@ def register_extensions(app: DMarketOpenAPI) -> None:
             "Location",
             "X-Total-Count",
             "X-Next-Cursor",
+            "X-Search-Truncated",
             "X-Request-ID",
             "Retry-After",
             "X-RateLimit-Limit",

@@ -4,10 +4,12 @@ import base64
 import hashlib
 import json
 import re
+import time
 from decimal import Decimal
 
 import pytest
 from itsdangerous import Signer
+from sqlalchemy import text
 
 from app.extensions import db
 from app.models import Product
@@ -92,15 +94,59 @@ class TestList:
     def test_search_treats_wildcards_literally(self, app, client):
         seed(app, {"name": "100% cotton"}, {"name": "1000 cottons"})
         assert [p["name"] for p in client.get("/products?q=100%25").json] == ["100% cotton"]
-        assert client.get("/products?q=_").json == []
+        assert client.get("/products?q=100_").json == []  # `_` is no wildcard either
 
-    @pytest.mark.parametrize("q", ['"best"', "lamp OR", "NEAR(a b)", "a*", "la", "MP"])
+    @pytest.mark.parametrize("q", ['"best"', "lamp OR", "NEAR(a b)", "NEAR(a b) a*", "AMP", "amp o"])
     def test_search_reads_every_character_literally(self, app, client, q):
         """Quotes, operators and short terms are text to find, never a query language."""
         seed(app, {"name": 'The "best" lamp OR', "description": "NEAR(a b) a*"}, {"name": "Chair", "description": None})
         response = client.get("/products", query_string={"q": q})
         assert response.status_code == 200
         assert [p["name"] for p in response.json] == ['The "best" lamp OR']
+
+    @pytest.mark.parametrize("q", ["a", "am", "a b", "__%", "   ", "ab cd", "a*b*c"])
+    def test_a_term_without_three_letters_or_digits_in_a_row_is_422(self, app, client, q):
+        """No index can seek on such a term: it would read every row (the review's `q=am`, `q=a`)."""
+        seed(app, {"name": "ab cd am"})
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == 422
+        assert response.json["code"] == "validation_error"
+        assert [d["field"] for d in response.json["details"]] == ["q"]
+
+    @pytest.mark.parametrize("q", ["", "abc", "a b c12", "écl", "100%", "ab", "a\u00e9b"])
+    def test_the_spec_states_which_search_terms_are_accepted(self, app, client, q):
+        """The published pattern and the validator agree; an empty term is no search at all."""
+        spec = client.get("/openapi/openapi.json").json["paths"]["/products"]["get"]["parameters"]
+        (schema,) = [p["schema"] for p in spec if p["name"] == "q"]
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == (200 if re.fullmatch(schema["pattern"], q) else 422)
+
+    def test_a_search_lists_only_its_newest_matches_and_says_so(self, app, client, monkeypatch):
+        """Counting and sorting are bounded by SEARCH_MATCH_LIMIT, however many rows match."""
+        monkeypatch.setattr("app.services.products.SEARCH_MATCH_LIMIT", 3)
+        ids = seed(app, *({"name": f"Lamp {n}"} for n in "edcba"), {"name": "Chair", "description": None})
+        response = client.get("/products?q=lamp&sort=name")
+        assert response.status_code == 200
+        assert [p["name"] for p in response.json] == ["Lamp a", "Lamp b", "Lamp c"]  # the 3 newest, sorted
+        assert response.headers["X-Total-Count"] == "3"
+        assert response.headers["X-Search-Truncated"] == "true"
+        assert {p["id"] for p in response.json} == set(ids[2:5])
+        assert "X-Search-Truncated" not in client.get("/products?q=chair").headers
+        assert client.get("/products?q=chair").headers["X-Total-Count"] == "1"
+
+    def test_a_search_within_the_limit_is_complete(self, app, client, monkeypatch):
+        monkeypatch.setattr("app.services.products.SEARCH_MATCH_LIMIT", 3)
+        seed(app, *({"name": f"Lamp {n}"} for n in "abc"))
+        response = client.get("/products?q=lamp&sort=-name")
+        assert [p["name"] for p in response.json] == ["Lamp c", "Lamp b", "Lamp a"]
+        assert response.headers["X-Total-Count"] == "3" and "X-Search-Truncated" not in response.headers
+
+    def test_a_search_by_owner_is_bounded_too(self, app, client, monkeypatch):
+        monkeypatch.setattr("app.services.products.SEARCH_MATCH_LIMIT", 2)
+        seed(app, *({"name": f"Lamp {n}", "owner": "auth0|bob"} for n in "abc"), {"name": "Lamp d"})
+        response = client.get("/products", query_string={"q": "lamp", "user_id": "auth0|bob"})
+        assert [p["name"] for p in response.json] == ["Lamp b", "Lamp c"]
+        assert response.headers["X-Search-Truncated"] == "true"
 
     def test_search_folds_accented_capitals_too(self, app, client):
         seed(app, {"name": "ÉCLAIR tray", "description": None}, {"name": "Eclair plate", "description": None})
@@ -213,12 +259,12 @@ class TestCursors:
         assert walked == by_page and len(walked) == 8
 
     def test_cursor_pages_have_a_next_link_and_no_total(self, client, catalogue):
-        first = client.get("/products?per_page=3&q=a")
+        first = client.get("/products?per_page=3&q=lamp")
         cursor = first.headers["X-Next-Cursor"]
-        second = client.get(f"/products?per_page=3&q=a&cursor={cursor}")
+        second = client.get(f"/products?per_page=3&q=lamp&cursor={cursor}")
         assert "X-Total-Count" not in second.headers
         assert f"cursor={cursor}" not in second.headers["Link"]
-        assert 'rel="next"' in second.headers["Link"] and "q=a" in second.headers["Link"]
+        assert 'rel="next"' in second.headers["Link"] and "q=lamp" in second.headers["Link"]
 
     def test_the_last_page_has_no_next_cursor(self, client, catalogue):
         assert "X-Next-Cursor" not in client.get("/products?per_page=8").headers
@@ -549,3 +595,50 @@ class TestDelete:
         response = client.delete(f"/products/{product_id}/delete")
         assert response.status_code == 401
         assert stored(app, product_id) is not None
+
+
+class TestSearchTimeout:
+    """The last guard: a statement that outruns SEARCH_TIMEOUT_MS is stopped, and the request answers 503 JSON."""
+
+    SLOW = {
+        # A few hundred million steps: far past any timeout here, and stoppable at any point.
+        "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000000) "
+        "SELECT count(*) FROM n",
+        "postgresql": "SELECT pg_sleep(5)",
+    }
+
+    def test_a_statement_past_the_limit_is_stopped_and_the_session_still_works(self, app):
+        from app.errors import ServiceUnavailable
+        from app.services.timeouts import statement_timeout
+
+        with app.app_context():
+            started = time.perf_counter()
+            with pytest.raises(ServiceUnavailable) as refused, statement_timeout(50):
+                db.session.execute(text(self.SLOW[db.engine.dialect.name]))
+            assert time.perf_counter() - started < 2
+            assert refused.value.code == "search_timeout" and refused.value.status == 503
+            with statement_timeout(5000):
+                assert db.session.execute(text("SELECT 1")).scalar() == 1
+            assert db.session.query(Product).count() == 0  # the session is usable afterwards
+            if db.engine.dialect.name == "postgresql":  # and the limit did not outlive its block
+                assert db.session.execute(text("SHOW statement_timeout")).scalar() == "0"
+
+    def test_a_search_that_times_out_is_503_json(self, make_app, monkeypatch):
+        """Made slow on purpose: the timeout is what answers, not the term."""
+        from app.services import products as service
+
+        app = make_app(SEARCH_TIMEOUT_MS="50")
+        slow = text(
+            self.SLOW["postgresql" if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql") else "sqlite"]
+        )
+        original = service.search_candidates
+
+        def slow_candidates(**kwargs):
+            db.session.execute(slow)
+            return original(**kwargs)
+
+        monkeypatch.setattr(service, "search_candidates", slow_candidates)
+        response = app.test_client().get("/products?q=lamp")
+        assert response.status_code == 503
+        assert response.json["code"] == "search_timeout"
+        assert response.headers["Retry-After"] == "5"

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
-from app.schemas.common import CleanText, NonBlankText, PageQuery, SafeQueryText, drop_default
+from app.schemas.common import CleanText, NonBlankText, PageQuery, SafeQueryText, SearchText, drop_default
 from app.services.paging import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 
 # Lengths are checked as sent (as the spec states them), then surrounding blanks are trimmed.
@@ -110,8 +110,11 @@ class ProductPath(BaseModel):
 
 
 class ProductQuery(PageQuery):
-    q: SafeQueryText = Field(
-        default=None, description="Case-insensitive search in name and description", json_schema_extra=drop_default
+    q: SearchText = Field(
+        default=None,
+        description="Case-insensitive search in name and description: at least 3 letters or digits in a row. "
+        "Lists the 1,000 newest matches at most (X-Search-Truncated says when more products match).",
+        json_schema_extra=drop_default,
     )
     user_id: SafeQueryText = Field(
         default=None, description="Only products of this owner", json_schema_extra=drop_default
