@@ -120,7 +120,7 @@ def _serving(env: Mapping) -> dict:
         "RATELIMIT_WRITES": _rate(env, "RATELIMIT_WRITES", "60 per minute"),
         "RATELIMIT_LOGIN": _rate(env, "RATELIMIT_LOGIN", "20 per minute"),
         # The last guard on a search's cost (0: none); the search rules keep ordinary ones far below.
-        "SEARCH_TIMEOUT_MS": _int(env, "SEARCH_TIMEOUT_MS", 500),
+        "SEARCH_TIMEOUT_MS": _int(env, "SEARCH_TIMEOUT_MS", 250),
     }
 
 

@@ -51,19 +51,27 @@ def _sqlite_matches(q: str):
 
 def search_candidates(*, q: str, user_id: str | None, limit: int):
     """The ids of the newest `limit` matches, newest first: the index hands them over in that order,
-    so the cost is bounded by `limit` rather than by how many rows match."""
-    sqlite = db.engine.dialect.name == "sqlite"
-    if sqlite and user_id is None:
-        # FTS5 walks its rowids backwards itself: no detour through the products table.
-        return _sqlite_matches(q).order_by(literal_column("rowid").desc()).limit(limit)
-    if sqlite and q.isascii():
-        # One owner's rows, newest first through (user_id, id), each tested as it comes: reading the
-        # whole FTS match set first would cost what the term matches table-wide. For ASCII text
-        # LIKE finds what the trigram index does (both fold only case).
-        like = [Product.name.icontains(q, autoescape=True), Product.description.icontains(q, autoescape=True)]
-        ids = select(Product.id).where(Product.user_id == user_id, or_(*like))
+    so the cost is bounded by `limit` rather than by how many rows match.
+
+    With `user_id`, the owner's rows drive instead, newest first through (user_id, id), each
+    tested as it comes: reading the term's whole match set to keep one owner's would cost what
+    the term matches table-wide. The cost is then bounded by what one owner has.
+    """
+    dialect = db.engine.dialect.name
+    if user_id is None:
+        if dialect == "sqlite":  # FTS5 walks its rowids backwards itself: no detour through products
+            return _sqlite_matches(q).order_by(literal_column("rowid").desc()).limit(limit)
+        ids = select(Product.id).where(_contains(q))
+    elif dialect == "sqlite" and not q.isascii():
+        # LIKE folds only ASCII case; the FTS index folds every letter's.
+        ids = select(Product.id).where(Product.user_id == user_id, _contains(q))
     else:
-        ids = select(Product.id).where(*_conditions(q=q, user_id=user_id))
+        # Tested row by row (PostgreSQL: through expressions the trigram indexes do not serve, so
+        # the planner cannot trade the owner's index for a table-wide match set).
+        text = [func.coalesce(column, "") for column in (Product.name, Product.description)]
+        ids = select(Product.id).where(
+            Product.user_id == user_id, or_(*(t.icontains(q, autoescape=True) for t in text))
+        )
     return ids.order_by(Product.id.desc()).limit(limit)
 
 
