@@ -56,8 +56,8 @@ def create_app(config: dict | None = None) -> DMarketOpenAPI:
     configure_logging(app)
     register_extensions(app)
     register_request_hooks(app)
+    limiter = limits.init_app(app)  # its hook counts every request before authentication can refuse it
     auth.init_app(app)
-    limiter = limits.init_app(app)
     register_body_guard(app)
     register_blueprints(app, limiter)
     register_error_handlers(app)
@@ -83,6 +83,7 @@ def register_extensions(app: DMarketOpenAPI) -> None:
             "Idempotent-Replayed",
             "X-Total-Count",
             "X-Next-Cursor",
+            "X-Search-Truncated",
             "X-Request-ID",
             "Retry-After",
             "X-RateLimit-Limit",

@@ -19,6 +19,7 @@ DEFAULT_LOCAL_AUDIENCE = "http://localhost:5000/api"
 INSECURE_SECRET = "dev-only-insecure-secret-key"
 SECRET_KEY_FILE = "secret_key"
 SIGNIN_CODE_FILE = "local_signin_code"
+DEFAULT_PUBLIC_URL = "http://localhost:5000"
 
 
 class ConfigError(Exception):
@@ -173,7 +174,29 @@ def _serving(env: Mapping) -> dict:
         "RATELIMIT_DEFAULT": _rate(env, "RATELIMIT_DEFAULT", "1200 per minute"),
         "RATELIMIT_WRITES": _rate(env, "RATELIMIT_WRITES", "60 per minute"),
         "RATELIMIT_LOGIN": _rate(env, "RATELIMIT_LOGIN", "20 per minute"),
+        # The last guard on a search's cost (0: none); the search rules keep ordinary ones far below.
+        "SEARCH_TIMEOUT_MS": _int(env, "SEARCH_TIMEOUT_MS", 250),
     }
+
+
+def _public_url(env: Mapping, app_env: str, *, needed: bool) -> str | None:
+    """Where clients reach the API: absolute URLs (sign-in callback, logout return) are built from it.
+
+    Never from the request's Host header, which the client chooses. Production must state it
+    unless AUTH0_CALLBACK_URL and LOGOUT_REDIRECT_URL already name every absolute URL needed.
+    """
+    value = _str(env, "PUBLIC_URL")
+    if value is None:
+        if app_env == "production" and needed:
+            raise ConfigError(
+                "PUBLIC_URL (the API's public base URL, e.g. https://api.example.com) is required when "
+                "APP_ENV=production, unless AUTH0_CALLBACK_URL and LOGOUT_REDIRECT_URL are both set"
+            )
+        return None if app_env == "production" else DEFAULT_PUBLIC_URL
+    parts = urlsplit(_url("PUBLIC_URL", value))
+    if parts.query or parts.fragment:
+        raise ConfigError(f"PUBLIC_URL must be a base URL without query or fragment, got {value!r}")
+    return value.rstrip("/")
 
 
 def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
@@ -201,6 +224,7 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
     code, code_file = _signin_code(env, instance_path) if mode == "local" else (None, None)
     callback = _str(env, "AUTH0_CALLBACK_URL")
     logout_to = _str(env, "LOGOUT_REDIRECT_URL")
+    public_url = _public_url(env, app_env, needed=not (callback and logout_to))
     admin_emails = [e.strip().lower() for e in (_str(env, "ADMIN_EMAILS", "") or "").split(",") if e.strip()]
     for email in admin_emails:
         if "@" not in email:
@@ -218,6 +242,7 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
         "CLIENT_SECRET": _str(env, "CLIENT_SECRET"),
         "AUTH0_CALLBACK_URL": _url("AUTH0_CALLBACK_URL", callback) if callback else None,
         "LOGOUT_REDIRECT_URL": _url("LOGOUT_REDIRECT_URL", logout_to) if logout_to else None,
+        "PUBLIC_URL": public_url,
         "ADMIN_EMAILS": admin_emails,
         "LOCAL_SIGNIN_CODE": code,
         "LOCAL_SIGNIN_CODE_FILE": code_file,

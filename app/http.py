@@ -10,7 +10,8 @@ import time
 import uuid
 from decimal import Decimal
 
-from flask import Flask, Request, current_app, g, request
+from flask import Flask, Request, current_app, g, request, url_for
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.errors import ApiError, UnsupportedMediaType, ValidationFailed
@@ -60,6 +61,12 @@ class ApiRequest(Request):
         pass
 
 
+def public_url(endpoint: str, **values) -> str:
+    """An absolute URL of one of our routes, from PUBLIC_URL: never from the client-chosen Host header."""
+    path = url_for(endpoint, **values)[len(request.script_root) :]
+    return current_app.config["PUBLIC_URL"] + path
+
+
 def _start_request() -> None:
     g.start = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
@@ -76,12 +83,25 @@ def _takes_body(endpoint: str | None) -> bool:
     return cache[endpoint]
 
 
+def _read_body_within_limit() -> None:
+    """413 for a body past MAX_CONTENT_LENGTH, whether or not it announced its length.
+
+    Werkzeug refuses an oversize Content-Length up front, but a chunked body (no
+    Content-Length) is only cut off at the limit, which then read as broken JSON (400).
+    """
+    data = request.get_data(cache=True)  # read through Werkzeug's stream, which stops at the limit
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()
+
+
 def require_json_object() -> None:
     """A body must be a JSON object sent as JSON: 415, 400 or 422 before validation runs."""
     if request.method not in _BODY_METHODS or not _takes_body(request.endpoint):
         return
     if not request.is_json:
         raise UnsupportedMediaType()
+    _read_body_within_limit()
     data = request.get_json(silent=True)
     if data is None and request.get_data(cache=True).strip() not in (b"null",):
         raise ApiError("The request body is not valid JSON.", code="invalid_json", status=400)

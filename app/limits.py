@@ -1,22 +1,26 @@
 """Rate limits per client: the signed-in user when known, else the client's IP address.
 
 One Limiter per app (its counters live in RATELIMIT_STORAGE_URI: memory per process, or
-Redis shared by every worker and host). It runs after authentication, so a request that
-carries valid credentials is counted against its user, wherever it comes from.
+Redis shared by every worker and host). Its check is the first before-request hook after
+the request id, so every request is counted, refused ones included (a bad token, no
+credentials, no rights, an unknown route or method): a request whose route needs
+credentials and carries valid ones is counted against its user, wherever it comes from;
+every other request against its IP address.
 """
 
 import time
 
-from flask import Blueprint, Flask, current_app, g, request
+from flask import Blueprint, Flask, current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
 
+from app.auth.decorators import identify_quietly
 from app.errors import error_response
 
 WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
 
 
 def client_key() -> str:
-    identity = g.get("identity")
+    identity = identify_quietly()
     if identity is not None:
         return f"user:{identity.user.user_id}"
     return f"ip:{request.remote_addr}"
@@ -25,6 +29,8 @@ def client_key() -> str:
 def init_app(app: Flask) -> Limiter:
     limiter = Limiter(
         key_func=client_key,
+        # Unmatched routes (404, 405) have no endpoint, which Flask-Limiter would skip: name them.
+        request_identifier=lambda: request.endpoint or "unmatched",
         # One budget per client across every route; writes and sign-in have tighter ones too.
         application_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],
         # Flask-Limiter's own headers would also stamp Retry-After on every other response

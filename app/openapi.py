@@ -18,6 +18,10 @@ HEADERS = {
     "X-RateLimit-Reset": ("When that window resets (Unix time, seconds)", _INTEGER),
     "Link": ("RFC 8288 links to the first, previous, next and last pages (or the next cursor)", _STRING),
     "X-Total-Count": ("Items matching the query, over all pages (page mode only, not with `cursor`)", _INTEGER),
+    "X-Search-Truncated": (
+        "`true` when more products match the search than the 1,000 newest it lists (and X-Total-Count counts)",
+        _STRING,
+    ),
     "X-Next-Cursor": ("Opaque cursor for the next page; absent on the last page", _STRING),
     "ETag": ("The product's version; send it back in If-Match to update or delete safely", _STRING),
     "Location": ("URL of the created product", _STRING),

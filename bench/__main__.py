@@ -40,12 +40,23 @@ SERVER_ENV = {
     "RATELIMIT_DEFAULT": "100000000 per minute",
     "RATELIMIT_WRITES": "100000000 per minute",
 }
+# The costliest search shapes an anonymous client could send (issue 11, item 4): each must cost a
+# small multiple of the first page at any size. (Shorter terms, `q=am`, are a 422 before any query.)
+SEARCH_SHAPES = {
+    "GET /products?q= (all rows)": "q=in%20good%20condition",
+    "GET /products?q= all, -name": "q=good%20condition&sort=-name",
+    "GET /products?q= 3 chars -name": "q=ood&sort=-name",
+    "GET /products?q= (no match)": "q=condition%20lamp",
+    "GET /products?q= &user_id=": "q=in%20good%20condition&user_id=bench%7Cuser1",
+    "GET /products?q= page 20": "q=lamp&page=20",
+}
 READS = [
     "GET /products",
     "GET /products deep page",
     "GET /products cursor deep",
     "GET /products?q=",
     "GET /products?q= (rare)",
+    *SEARCH_SHAPES,
     "GET /products/<id>",
 ]
 
@@ -133,6 +144,7 @@ def targets_for(url: str, n: int, token: str) -> dict[str, load.Target]:
         "GET /products deep page": load.Target("GET", f"{url}/products?page={n // PER_PAGE - 1}&per_page={PER_PAGE}"),
         "GET /products?q=": load.Target("GET", f"{url}/products?q=lamp"),  # in ~23% of the seeded rows
         "GET /products?q= (rare)": load.Target("GET", f"{url}/products?q=chair%201234"),  # ~10 rows in 1M
+        **{label: load.Target("GET", f"{url}/products?{query}") for label, query in SEARCH_SHAPES.items()},
         "GET /products/<id>": load.Target("GET", f"{url}/products/{middle}"),
         "PUT /products/<id>/update": load.Target(
             "PUT", f"{url}/products/{middle}/update", {"quantity": 7, "price": "12.50"}, auth, vary="quantity"

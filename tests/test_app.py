@@ -38,12 +38,29 @@ class TestConfiguration:
             ({"RATELIMIT_ENABLED": "maybe"}, "RATELIMIT_ENABLED"),
             ({"DB_POOL_SIZE": "0", "DATABASE_URL": "postgresql://db/x"}, "DB_POOL_SIZE"),
             ({"TRUSTED_PROXIES": "-1"}, "TRUSTED_PROXIES"),
+            ({"APP_ENV": "production", "SECRET_KEY": "s" * 40}, "PUBLIC_URL"),
+            (
+                {"APP_ENV": "production", "SECRET_KEY": "s" * 40, "AUTH0_CALLBACK_URL": "https://a.example/callback"},
+                "PUBLIC_URL",
+            ),
+            ({"PUBLIC_URL": "api.example.com"}, "PUBLIC_URL"),
+            ({"PUBLIC_URL": "https://api.example.com/?next=1"}, "PUBLIC_URL"),
         ],
     )
     def test_bad_settings_stop_start_up_naming_the_setting(self, tmp_path, issuer, env, named):
         config = {"INSTANCE_PATH": str(tmp_path), "AUTH0_ISSUER": issuer.url, "API_AUDIENCE": "https://api", **env}
         with pytest.raises(ConfigError, match=named):
             create_app(config)
+
+    def test_production_needs_no_public_url_when_every_absolute_url_is_configured(self, tmp_path, issuer):
+        config = {"INSTANCE_PATH": str(tmp_path), "AUTH0_ISSUER": issuer.url, "API_AUDIENCE": "https://api"}
+        urls = {"AUTH0_CALLBACK_URL": "https://a.example/callback", "LOGOUT_REDIRECT_URL": "https://a.example/"}
+        production = {**config, "APP_ENV": "production", "SECRET_KEY": "s" * 40}
+        assert create_app({**production, **urls}).config["PUBLIC_URL"] is None
+        assert (
+            create_app({**production, "PUBLIC_URL": "https://a.example/"}).config["PUBLIC_URL"] == "https://a.example"
+        )
+        assert create_app(config).config["PUBLIC_URL"] == "http://localhost:5000"  # development's default
 
     def test_auth0_domain_gives_issuer_and_mode(self, tmp_path):
         app = create_app({"INSTANCE_PATH": str(tmp_path), "AUTH0_DOMAIN": "shop.eu.auth0.com", "API_AUDIENCE": "a"})

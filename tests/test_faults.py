@@ -4,6 +4,7 @@ Each fault gets a clear JSON answer with the right status, bounded latency, noth
 half-written, and recovery without restarting the API.
 """
 
+import io
 import sqlite3
 import threading
 import time
@@ -257,3 +258,26 @@ class TestDatabaseRestart:
         # The service answers again without a restart.
         after = requests.post(f"{url}/products/create", json=PRODUCT, headers=token, timeout=20)
         assert after.status_code == 201
+
+
+class TestChunkedBodies:
+    """Without Content-Length, Werkzeug cannot refuse a body up front: it must be read only up to the limit."""
+
+    def post_chunked(self, client, headers, body: bytes):
+        return client.post(
+            "/products/create",
+            input_stream=io.BytesIO(body),
+            headers={**headers, "Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+            environ_overrides={"wsgi.input_terminated": True},  # what servers set for a chunked body
+        )
+
+    def test_a_10_mb_chunked_body_is_413(self, app, client, user_headers):
+        response = self.post_chunked(client, user_headers, b'{"name": "' + b"x" * (10 * 1024 * 1024) + b'"}')
+        assert response.status_code == 413
+        assert response.json["code"] == "payload_too_large"
+        assert products_in(app) == 0
+
+    def test_a_small_chunked_body_is_read(self, app, client, user_headers):
+        response = self.post_chunked(client, user_headers, b'{"name": "Lamp", "price": "2.50", "quantity": 1}')
+        assert response.status_code == 201
+        assert products_in(app) == 1

@@ -95,3 +95,41 @@ def test_an_unreachable_redis_does_not_take_the_api_down(make_app, issuer):
     headers = bearer(issuer.token("auth0|carol", email="carol@example.com"))
     assert create(client, headers).status_code == 201
     assert create(client, headers).status_code == 429  # counted in memory meanwhile
+
+
+def _refused_requests(issuer, user_headers):
+    """Each kind of request the review found was never counted, as (method, path, headers, its own status)."""
+    unknown_kid = issuer.token("auth0|alice", header={"kid": "no-such-key"})
+    return {
+        "bad token": ("GET", "/me", bearer("not.a.token"), 401),
+        "unknown key id": ("GET", "/me", bearer(unknown_kid), 401),
+        "no credentials": ("GET", "/me", {}, 401),
+        "no admin rights": ("GET", "/admin/users", user_headers, 403),
+        "unknown route": ("GET", "/no/such/route", {}, 404),
+        "wrong method": ("PATCH", "/products", {}, 405),
+    }
+
+
+@pytest.mark.parametrize("kind", ["bad token", "unknown key id", "no credentials", "unknown route", "wrong method"])
+def test_refused_requests_count_against_the_ip(make_app, issuer, user_headers, kind):
+    client = make_app(RATELIMIT_DEFAULT="20 per minute").test_client()
+    method, path, headers, status = _refused_requests(issuer, user_headers)[kind]
+    ip = {"REMOTE_ADDR": "203.0.113.7"}
+    statuses = [client.open(path, method=method, headers=headers, environ_base=ip).status_code for _ in range(60)]
+    assert statuses == [status] * 20 + [429] * 40
+    refused = client.open(path, method=method, headers=headers, environ_base=ip)
+    assert refused.json["code"] == "rate_limited"
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    # The flood spent its own IP's budget: another client, and a signed-in user on the same IP, still get through.
+    assert client.get("/products", environ_base={"REMOTE_ADDR": "203.0.113.8"}).status_code == 200
+    assert client.get("/me", headers=user_headers, environ_base=ip).status_code == 200
+
+
+def test_refused_requests_of_a_signed_in_user_count_against_that_user(make_app, issuer, user_headers, other_headers):
+    client = make_app(RATELIMIT_DEFAULT="20 per minute").test_client()
+    method, path, headers, status = _refused_requests(issuer, user_headers)["no admin rights"]
+    statuses = [client.open(path, method=method, headers=headers).status_code for _ in range(60)]
+    assert statuses == [status] * 20 + [429] * 40
+    assert client.get("/me", headers=user_headers).status_code == 429  # the user's budget is spent, wherever
+    assert client.get("/me", headers=other_headers).status_code == 200
+    assert client.get("/products").status_code == 200  # anonymous reads from the same IP have their own

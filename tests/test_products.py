@@ -1,8 +1,15 @@
 """The products resource, as a client sees it: status, body, headers and what is stored."""
 
+import base64
+import hashlib
+import json
+import re
+import time
 from decimal import Decimal
 
 import pytest
+from itsdangerous import Signer
+from sqlalchemy import text
 
 from app.extensions import db
 from app.models import Product
@@ -47,15 +54,21 @@ class TestList:
         assert [p["name"] for p in response.json] == ["P2", "P3"]
         assert response.headers["X-Total-Count"] == "5"
         links = response.headers["Link"]
-        assert '<http://localhost/products?page=1&per_page=2>; rel="first"' in links
-        assert '<http://localhost/products?page=1&per_page=2>; rel="prev"' in links
-        assert '<http://localhost/products?page=3&per_page=2>; rel="next"' in links
-        assert '<http://localhost/products?page=3&per_page=2>; rel="last"' in links
+        assert '</products?page=1&per_page=2>; rel="first"' in links
+        assert '</products?page=1&per_page=2>; rel="prev"' in links
+        assert '</products?page=3&per_page=2>; rel="next"' in links
+        assert '</products?page=3&per_page=2>; rel="last"' in links
+
+    def test_links_are_relative_whatever_the_host_header_says(self, app, client):
+        seed(app, *[{"name": f"P{i}"} for i in range(3)])
+        links = client.get("/products?per_page=1", headers={"Host": "evil.example"}).headers["Link"]
+        assert "evil.example" not in links
+        assert all(link.startswith("</products?") for link in links.split(", "))
 
     def test_links_keep_the_filters(self, app, client):
         seed(app, {"name": "Red lamp"}, {"name": "Red chair"})
         links = client.get("/products?q=red&per_page=1&sort=-name").headers["Link"]
-        assert '<http://localhost/products?q=red&per_page=1&sort=-name&page=2>; rel="next"' in links
+        assert '</products?q=red&per_page=1&sort=-name&page=2>; rel="next"' in links
 
     def test_a_page_past_the_end_is_empty(self, app, client):
         seed(app, {"name": "Lamp"})
@@ -81,15 +94,59 @@ class TestList:
     def test_search_treats_wildcards_literally(self, app, client):
         seed(app, {"name": "100% cotton"}, {"name": "1000 cottons"})
         assert [p["name"] for p in client.get("/products?q=100%25").json] == ["100% cotton"]
-        assert client.get("/products?q=_").json == []
+        assert client.get("/products?q=100_").json == []  # `_` is no wildcard either
 
-    @pytest.mark.parametrize("q", ['"best"', "lamp OR", "NEAR(a b)", "a*", "la", "MP"])
+    @pytest.mark.parametrize("q", ['"best"', "lamp OR", "NEAR(a b)", "NEAR(a b) a*", "AMP", "amp o"])
     def test_search_reads_every_character_literally(self, app, client, q):
         """Quotes, operators and short terms are text to find, never a query language."""
         seed(app, {"name": 'The "best" lamp OR', "description": "NEAR(a b) a*"}, {"name": "Chair", "description": None})
         response = client.get("/products", query_string={"q": q})
         assert response.status_code == 200
         assert [p["name"] for p in response.json] == ['The "best" lamp OR']
+
+    @pytest.mark.parametrize("q", ["a", "am", "a b", "__%", "   ", "ab cd", "a*b*c"])
+    def test_a_term_without_three_letters_or_digits_in_a_row_is_422(self, app, client, q):
+        """No index can seek on such a term: it would read every row (the review's `q=am`, `q=a`)."""
+        seed(app, {"name": "ab cd am"})
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == 422
+        assert response.json["code"] == "validation_error"
+        assert [d["field"] for d in response.json["details"]] == ["q"]
+
+    @pytest.mark.parametrize("q", ["", "abc", "a b c12", "écl", "100%", "ab", "a\u00e9b"])
+    def test_the_spec_states_which_search_terms_are_accepted(self, app, client, q):
+        """The published pattern and the validator agree; an empty term is no search at all."""
+        spec = client.get("/openapi/openapi.json").json["paths"]["/products"]["get"]["parameters"]
+        (schema,) = [p["schema"] for p in spec if p["name"] == "q"]
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == (200 if re.fullmatch(schema["pattern"], q) else 422)
+
+    def test_a_search_lists_only_its_newest_matches_and_says_so(self, app, client, monkeypatch):
+        """Counting and sorting are bounded by SEARCH_MATCH_LIMIT, however many rows match."""
+        monkeypatch.setattr("app.services.products.SEARCH_MATCH_LIMIT", 3)
+        ids = seed(app, *({"name": f"Lamp {n}"} for n in "edcba"), {"name": "Chair", "description": None})
+        response = client.get("/products?q=lamp&sort=name")
+        assert response.status_code == 200
+        assert [p["name"] for p in response.json] == ["Lamp a", "Lamp b", "Lamp c"]  # the 3 newest, sorted
+        assert response.headers["X-Total-Count"] == "3"
+        assert response.headers["X-Search-Truncated"] == "true"
+        assert {p["id"] for p in response.json} == set(ids[2:5])
+        assert "X-Search-Truncated" not in client.get("/products?q=chair").headers
+        assert client.get("/products?q=chair").headers["X-Total-Count"] == "1"
+
+    def test_a_search_within_the_limit_is_complete(self, app, client, monkeypatch):
+        monkeypatch.setattr("app.services.products.SEARCH_MATCH_LIMIT", 3)
+        seed(app, *({"name": f"Lamp {n}"} for n in "abc"))
+        response = client.get("/products?q=lamp&sort=-name")
+        assert [p["name"] for p in response.json] == ["Lamp c", "Lamp b", "Lamp a"]
+        assert response.headers["X-Total-Count"] == "3" and "X-Search-Truncated" not in response.headers
+
+    def test_a_search_by_owner_is_bounded_too(self, app, client, monkeypatch):
+        monkeypatch.setattr("app.services.products.SEARCH_MATCH_LIMIT", 2)
+        seed(app, *({"name": f"Lamp {n}", "owner": "auth0|bob"} for n in "abc"), {"name": "Lamp d"})
+        response = client.get("/products", query_string={"q": "lamp", "user_id": "auth0|bob"})
+        assert [p["name"] for p in response.json] == ["Lamp b", "Lamp c"]
+        assert response.headers["X-Search-Truncated"] == "true"
 
     def test_search_folds_accented_capitals_too(self, app, client):
         seed(app, {"name": "ÉCLAIR tray", "description": None}, {"name": "Eclair plate", "description": None})
@@ -156,6 +213,32 @@ class TestList:
         assert [d["field"] for d in response.json["details"]] == [field]
 
 
+def _payload(data) -> str:
+    """A cursor's payload as the reviewer re-encoded it by hand: base64url of the JSON, no padding."""
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+HOSTILE_CURSORS = [
+    ("id", "3", 12345678901234567890),  # a 20-digit id
+    ("id", "12345678901234567890", 3),
+    ("id", "3", True),
+    ("name", "a", "3"),
+    ("name", "\ud800", 3),  # a lone surrogate
+    ("name", "a\x00b", 3),  # NUL
+    ("name", ["a"], 3),
+    ("price", "sNaN", 3),
+    ("price", "NaN", 3),
+    ("price", "Infinity", 3),
+    ("price", "1e999999", 3),
+    ("price", "-5", 3),
+    ("created_at", "2026-01-01T00:00:00", 3),  # naive
+    ("created_at", "2026-01-01", 3),  # a bare date
+    ("created_at", "0001-01-01T00:00:00+14:00", 3),  # before year 1 in UTC
+    ("created_at", "9999-12-31T23:59:59-14:00", 3),  # after year 9999 in UTC
+    ("created_at", "not a time", 3),
+]
+
+
 class TestCursors:
     @pytest.fixture
     def catalogue(self, app):
@@ -176,12 +259,12 @@ class TestCursors:
         assert walked == by_page and len(walked) == 8
 
     def test_cursor_pages_have_a_next_link_and_no_total(self, client, catalogue):
-        first = client.get("/products?per_page=3&q=a")
+        first = client.get("/products?per_page=3&q=lamp")
         cursor = first.headers["X-Next-Cursor"]
-        second = client.get(f"/products?per_page=3&q=a&cursor={cursor}")
+        second = client.get(f"/products?per_page=3&q=lamp&cursor={cursor}")
         assert "X-Total-Count" not in second.headers
         assert f"cursor={cursor}" not in second.headers["Link"]
-        assert 'rel="next"' in second.headers["Link"] and "q=a" in second.headers["Link"]
+        assert 'rel="next"' in second.headers["Link"] and "q=lamp" in second.headers["Link"]
 
     def test_the_last_page_has_no_next_cursor(self, client, catalogue):
         assert "X-Next-Cursor" not in client.get("/products?per_page=8").headers
@@ -195,6 +278,44 @@ class TestCursors:
     def test_a_cursor_is_only_valid_for_its_sort_order(self, client, catalogue):
         cursor = client.get("/products?per_page=3&sort=name").headers["X-Next-Cursor"]
         assert client.get(f"/products?sort=price&cursor={cursor}").status_code == 422
+
+    def test_a_cursor_is_payload_dot_signature_as_the_spec_says(self, app, client, catalogue):
+        cursor = client.get("/products?per_page=3").headers["X-Next-Cursor"]
+        pattern = app.test_client().get("/openapi/openapi.json").json["paths"]["/products"]["get"]["parameters"]
+        (spec,) = [p["schema"] for p in pattern if p["name"] == "cursor"]
+        assert re.fullmatch(spec["pattern"], cursor) and len(cursor) <= spec["maxLength"]
+        assert not re.search(spec["pattern"], "0")  # a fuzzer's schema-valid example is now outside the schema
+        assert client.get("/products?cursor=0").status_code == 422
+
+    def test_an_edited_or_foreign_cursor_is_422(self, app, client, catalogue):
+        cursor = client.get("/products?per_page=3").headers["X-Next-Cursor"]
+        payload, signature = cursor.split(".")
+        edited = _payload({"s": "id", "v": "1", "id": 1}) + "." + signature
+        foreign = Signer("another-secret", salt="dmarket.cursor", digest_method=hashlib.sha256).sign(payload).decode()
+        for bad in (edited, foreign, payload, cursor[:-1] + ("A" if cursor[-1] != "A" else "B")):
+            response = client.get(f"/products?cursor={bad}")
+            assert response.status_code == 422
+            assert response.json["code"] == "validation_error"
+            assert bad not in response.get_data(as_text=True)
+
+    @pytest.mark.parametrize("sort, value, row_id", HOSTILE_CURSORS)
+    def test_hand_made_cursors_from_the_review_are_422_not_500(self, client, catalogue, sort, value, row_id):
+        """The reviewer's forgeries: decoded by hand, re-encoded with values the database would choke on."""
+        response = client.get(f"/products?sort={sort}&cursor={_payload({'s': sort, 'v': value, 'id': row_id})}")
+        assert response.status_code == 422
+        assert response.json["code"] == "validation_error"
+        assert [d["field"] for d in response.json["details"]] == ["cursor"]
+
+    @pytest.mark.parametrize("sort, value, row_id", HOSTILE_CURSORS)
+    def test_hostile_values_are_422_even_when_signed(self, app, client, catalogue, sort, value, row_id):
+        """Defence in depth: with the key leaked, a signed cursor still cannot make the database fail."""
+        with app.app_context():
+            signer = Signer(app.config["SECRET_KEY"], salt="dmarket.cursor", digest_method=hashlib.sha256)
+        cursor = signer.sign(_payload({"s": sort, "v": value, "id": row_id})).decode()
+        response = client.get(f"/products?sort={sort}&cursor={cursor}")
+        assert response.status_code == 422
+        assert [d["field"] for d in response.json["details"]] == ["cursor"]
+        assert client.get(f"/products?sort={sort}&per_page=3").status_code == 200  # and nothing was left broken
 
 
 class TestGet:
@@ -273,6 +394,11 @@ class TestCreate:
             ({"name": ""}, "name"),
             ({"name": "   "}, "name"),
             ({"name": "x" * 65}, "name"),
+            ({"name": "\u200b"}, "name"),  # invisible characters only: as blank as spaces
+            ({"name": "\u2060\ufeff"}, "name"),
+            ({"name": " \u200b\u3000\u00a0 "}, "name"),
+            ({"name": "\u3164"}, "name"),  # a Hangul filler
+            ({"name": "\U000e0020"}, "name"),  # a tag character
             ({"name": "bad\x00name"}, "name"),
             ({"name": None}, "name"),
             ({"description": "x" * 1001}, "description"),
@@ -294,6 +420,16 @@ class TestCreate:
         assert response.json["code"] == "validation_error"
         assert field in [d["field"] for d in response.json["details"]]
         assert count(app) == 0
+
+    @pytest.mark.parametrize(
+        "name", ["\u200b", "\u2060", "\ufeff", " \u200b ", "\u3164", "\u200bLamp", "Lamp\u2060", "é"]
+    )
+    def test_the_spec_states_which_names_are_blank(self, app, client, user_headers, name):
+        """The published pattern and the validator agree, so clients (and fuzzers) know what is accepted."""
+        spec = client.get("/openapi/openapi.json").json["components"]["schemas"]["ProductIn"]["properties"]["name"]
+        response = client.post("/products/create", json={**LAMP, "name": name}, headers=user_headers)
+        assert response.status_code == (201 if re.fullmatch(spec["pattern"], name) else 422)
+        assert count(app) == (1 if response.status_code == 201 else 0)
 
     def test_missing_fields_are_all_reported(self, client, user_headers):
         response = client.post("/products/create", json={}, headers=user_headers)
@@ -459,3 +595,50 @@ class TestDelete:
         response = client.delete(f"/products/{product_id}/delete")
         assert response.status_code == 401
         assert stored(app, product_id) is not None
+
+
+class TestSearchTimeout:
+    """The last guard: a statement that outruns SEARCH_TIMEOUT_MS is stopped, and the request answers 503 JSON."""
+
+    SLOW = {
+        # A few hundred million steps: far past any timeout here, and stoppable at any point.
+        "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000000) "
+        "SELECT count(*) FROM n",
+        "postgresql": "SELECT pg_sleep(5)",
+    }
+
+    def test_a_statement_past_the_limit_is_stopped_and_the_session_still_works(self, app):
+        from app.errors import ServiceUnavailable
+        from app.services.timeouts import statement_timeout
+
+        with app.app_context():
+            started = time.perf_counter()
+            with pytest.raises(ServiceUnavailable) as refused, statement_timeout(50):
+                db.session.execute(text(self.SLOW[db.engine.dialect.name]))
+            assert time.perf_counter() - started < 2
+            assert refused.value.code == "search_timeout" and refused.value.status == 503
+            with statement_timeout(5000):
+                assert db.session.execute(text("SELECT 1")).scalar() == 1
+            assert db.session.query(Product).count() == 0  # the session is usable afterwards
+            if db.engine.dialect.name == "postgresql":  # and the limit did not outlive its block
+                assert db.session.execute(text("SHOW statement_timeout")).scalar() == "0"
+
+    def test_a_search_that_times_out_is_503_json(self, make_app, monkeypatch):
+        """Made slow on purpose: the timeout is what answers, not the term."""
+        from app.services import products as service
+
+        app = make_app(SEARCH_TIMEOUT_MS="50")
+        slow = text(
+            self.SLOW["postgresql" if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql") else "sqlite"]
+        )
+        original = service.search_candidates
+
+        def slow_candidates(**kwargs):
+            db.session.execute(slow)
+            return original(**kwargs)
+
+        monkeypatch.setattr(service, "search_candidates", slow_candidates)
+        response = app.test_client().get("/products?q=lamp")
+        assert response.status_code == 503
+        assert response.json["code"] == "search_timeout"
+        assert response.headers["Retry-After"] == "5"

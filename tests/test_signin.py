@@ -49,11 +49,19 @@ class TestLogin:
         assert location.startswith(f"{issuer.url}authorize?")
         assert params["response_type"] == "code"
         assert params["client_id"] == CLIENT_ID
-        assert params["redirect_uri"] == "http://localhost/callback"
+        assert params["redirect_uri"] == "http://localhost:5000/callback"  # PUBLIC_URL's development default
         assert set(params["scope"].split()) == {"openid", "profile", "email"}
         assert params["audience"] == AUDIENCE
         assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) >= 43
         assert len(params["state"]) >= 20 and len(params["nonce"]) >= 20
+
+    def test_the_host_header_does_not_choose_the_callback(self, make_app):
+        client = make_app(PUBLIC_URL="https://api.shop.example").test_client()
+        response = client.get("/login", headers={"Host": "evil.example"})
+        assert response.status_code == 302
+        params = parse_qs(urlsplit(response.headers["Location"]).query)
+        assert params["redirect_uri"] == ["https://api.shop.example/callback"]
+        assert "evil.example" not in response.headers["Location"]
 
     def test_configured_callback_url(self, make_app):
         client = make_app(AUTH0_CALLBACK_URL="https://api.shop.example/callback").test_client()
@@ -298,9 +306,17 @@ class TestLogout:
         target = urlsplit(response.headers["Location"])
         assert f"{target.scheme}://{target.netloc}{target.path}" == f"{issuer.url}oidc/logout"
         params = {k: v[0] for k, v in parse_qs(target.query).items()}
-        assert params["post_logout_redirect_uri"] == "http://localhost/"
+        assert params["post_logout_redirect_uri"] == "http://localhost:5000/"
         assert params["client_id"] == CLIENT_ID and params["id_token_hint"].count(".") == 2
         assert client.get("/me").status_code == 401
+
+    def test_the_host_header_does_not_choose_where_logout_returns(self, make_app, issuer):
+        client = make_app(PUBLIC_URL="https://api.shop.example/").test_client()
+        sign_in(client)
+        response = client.get("/logout", headers={"Host": "evil.example"})
+        params = parse_qs(urlsplit(response.headers["Location"]).query)
+        assert params["post_logout_redirect_uri"] == ["https://api.shop.example/"]
+        assert "evil.example" not in response.headers["Location"]
 
     def test_auth0_logout_when_the_provider_has_no_end_session_endpoint(self, make_app, issuer):
         issuer.end_session = False

@@ -61,13 +61,17 @@ def _announce_signin_code(cfg) -> None:
     """Whoever reads the server's log (or instance/) can sign in; whoever merely reaches the port cannot."""
     if cfg["LOCAL_SIGNIN_CODE_FILE"]:
         log.warning(
-            "AUTH_MODE=local: to sign in, open %slogin?code=%s (the code is kept in %s)",
-            cfg["AUTH0_ISSUER"],
-            cfg["LOCAL_SIGNIN_CODE"],
+            "AUTH_MODE=local: to sign in, open %s (the code is kept in %s)",
+            local_signin_url(cfg, cfg["LOCAL_SIGNIN_CODE"]),
             cfg["LOCAL_SIGNIN_CODE_FILE"],
         )
     else:
-        log.warning("AUTH_MODE=local: to sign in, open %slogin?code=<LOCAL_SIGNIN_CODE>", cfg["AUTH0_ISSUER"])
+        log.warning("AUTH_MODE=local: to sign in, open %s", local_signin_url(cfg, "<LOCAL_SIGNIN_CODE>"))
+
+
+def local_signin_url(cfg, code: str) -> str:
+    """The development sign-in link, on the API's public address (the issuer's when none is set)."""
+    return f"{(cfg['PUBLIC_URL'] or cfg['AUTH0_ISSUER']).rstrip('/')}/login?code={code}"
 
 
 def signin_blueprint(app: Flask) -> APIBlueprint:

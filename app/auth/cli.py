@@ -8,6 +8,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from app.auth import local_signin_url
 from app.errors import ApiError
 from app.services import users
 
@@ -38,7 +39,7 @@ def signin_link() -> None:
     cfg = current_app.config
     if cfg["AUTH_MODE"] != "local":
         raise click.ClickException("the sign-in code exists only with AUTH_MODE=local; Auth0 signs people in otherwise")
-    click.echo(f"{cfg['AUTH0_ISSUER']}login?code={cfg['LOCAL_SIGNIN_CODE']}")
+    click.echo(local_signin_url(cfg, cfg["LOCAL_SIGNIN_CODE"]))
 
 
 def _set_admin(email: str | None, user_id: str | None, is_admin: bool) -> None:

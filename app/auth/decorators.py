@@ -36,13 +36,32 @@ require_auth = _mark("user")
 require_admin = _mark("admin")
 
 
-def authenticate_if_required() -> None:
+def _required_level() -> str | None:
     if request.method == "OPTIONS":  # CORS preflights carry no credentials
-        return
-    view = current_app.view_functions.get(request.endpoint)
-    level = getattr(view, AUTH_LEVEL, None)
+        return None
+    return getattr(current_app.view_functions.get(request.endpoint), AUTH_LEVEL, None)
+
+
+def authenticate_if_required() -> None:
+    level = _required_level()
     if level:
         _enforce(level)
+
+
+def identify_quietly() -> Identity | None:
+    """The caller, for the rate limiter: who to count a request against, decided before any refusal.
+
+    Verifies the credentials when the route needs them, but never raises: a refusal (a bad
+    token, no credentials, the database down while syncing the user) is kept and raised by
+    `authenticate_if_required`, which runs after the limiter has counted the request.
+    """
+    if not _required_level():
+        return None
+    try:
+        return current_identity()
+    except Exception as exc:  # any failure is the auth hook's to answer, after the request is counted
+        g.auth_failure = exc
+        return None
 
 
 def _enforce(level: str) -> None:
@@ -53,6 +72,8 @@ def _enforce(level: str) -> None:
 
 def current_identity() -> Identity:
     """The authenticated caller, verified once per request."""
+    if "auth_failure" in g:  # already refused once in this request (see identify_quietly)
+        raise g.auth_failure
     if "identity" not in g:
         g.identity = _authenticate()
     return g.identity

@@ -13,7 +13,7 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, redirect, session, url_for
+from flask import Flask, current_app, redirect, session
 from flask_openapi3 import APIBlueprint, Tag
 from joserfc.errors import JoseError
 from pydantic import Field
@@ -21,6 +21,7 @@ from pydantic import Field
 from app.auth.session import end_session, start_session
 from app.auth.verifier import InvalidToken
 from app.errors import ApiError, BadRequest, ServiceUnavailable
+from app.http import public_url
 from app.schemas.common import ErrorOut, RequestModel
 from app.services.users import ensure_enabled, sync_user
 
@@ -70,7 +71,7 @@ def _provider_down(exc: Exception) -> ServiceUnavailable:
 
 
 def _callback_url() -> str:
-    return current_app.config["AUTH0_CALLBACK_URL"] or url_for("signin.callback", _external=True)
+    return current_app.config["AUTH0_CALLBACK_URL"] or public_url("signin.callback")
 
 
 @bp.get("/login", responses={302: REDIRECT, 501: ErrorOut, 503: ErrorOut})
@@ -149,7 +150,7 @@ def logout():
     """Sign out here, then at the provider (its end-session endpoint, or Auth0's /v2/logout)."""
     id_token = end_session()
     cfg = current_app.config
-    return_to = cfg["LOGOUT_REDIRECT_URL"] or url_for("index", _external=True)
+    return_to = cfg["LOGOUT_REDIRECT_URL"] or public_url("index")
     provider = current_app.extensions["dmarket.auth"]["oauth"]
     if provider is None:
         return redirect(return_to)

@@ -40,7 +40,9 @@ def _product_response(product, status=200, headers=None):
 @bp.get(
     "/products",
     responses={200: ProductList},
-    openapi_extensions=response_headers(200, "Link", sometimes=("X-Total-Count", "X-Next-Cursor")),
+    openapi_extensions=response_headers(
+        200, "Link", sometimes=("X-Total-Count", "X-Next-Cursor", "X-Search-Truncated")
+    ),
 )
 def list_products(query: ProductQuery):
     """List products by page (X-Total-Count, Link) or by cursor (X-Next-Cursor)."""
@@ -48,6 +50,8 @@ def list_products(query: ProductQuery):
     headers = {"Link": pagination_links(page)}
     if page.total is not None:
         headers["X-Total-Count"] = str(page.total)
+    if page.total_is_lower_bound:
+        headers["X-Search-Truncated"] = "true"
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor
     body = ProductList.model_validate(page.items, from_attributes=True).model_dump_json()

@@ -34,7 +34,8 @@ def pagination_links(page) -> str:
         else:
             args["page"] = str(number)
         query = "&".join(f"{k}={v}" for k, v in _encoded(args))
-        return f'<{request.base_url}?{query}>; rel="{rel}"'
+        # A relative reference (RFC 8288 allows it): the client's own Host header never comes back.
+        return f'<{request.script_root}{request.path}?{query}>; rel="{rel}"'
 
     if page.total is None:
         return ", ".join([link(1, "first")] + ([link(None, "next", page.next_cursor)] if page.next_cursor else []))

@@ -1,6 +1,8 @@
 """Schemas shared by every resource: the error shape and small reusable field types."""
 
+import itertools
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,8 +14,41 @@ from pydantic_core import core_schema
 _ALLOWED = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TEXT_PATTERN = rf"^{_ALLOWED}*$"
-# ... and at least one character that is neither blank nor a control character.
-NON_BLANK_PATTERN = rf"^{_ALLOWED}*[^\s\x00-\x1f\x7f]{_ALLOWED}*$"
+
+
+def _blank_characters() -> str:
+    """A regex class body of every character that shows nothing: spaces, format characters, fillers.
+
+    Unicode's separators (Zs, Zl, Zp) and format characters (Cf: U+200B zero-width space,
+    U+2060 word joiner, U+FEFF, bidi controls...), plus the few letters and marks that render
+    as nothing (Hangul fillers, the blank Braille pattern, variation selectors). Written with
+    escapes outside ASCII so the published pattern reads the same in every regex dialect.
+    """
+    fillers = {0x034F, 0x115F, 0x1160, 0x180B, 0x180C, 0x180D, 0x180F, 0x2800, 0x3164, 0xFFA0}
+    fillers |= set(range(0xFE00, 0xFE10)) | set(range(0xE0100, 0xE01F0))
+    points = sorted(
+        cp
+        for cp in itertools.chain(range(0x20000), range(0xE0000, 0xE1000))  # the planes that hold any
+        if cp in fillers or chr(cp).isspace() or unicodedata.category(chr(cp)) in ("Cf", "Zs", "Zl", "Zp")
+    )
+    ranges: list[list[int]] = []
+    for cp in points:
+        if ranges and cp == ranges[-1][1] + 1:
+            ranges[-1][1] = cp
+        else:
+            ranges.append([cp, cp])
+
+    def char(cp: int) -> str:
+        # Astral characters as themselves: JSON Schema's regex dialect has no escape for them.
+        return chr(cp) if cp > 0xFFFF else f"\\u{cp:04x}"
+
+    return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges)
+
+
+_BLANK = _blank_characters()
+_ONLY_BLANK = re.compile(f"[{_BLANK}]*")
+# ... and at least one character that is neither blank, invisible nor a control character.
+NON_BLANK_PATTERN = rf"^{_ALLOWED}*[^{_BLANK}\x00-\x1f\x7f]{_ALLOWED}*$"
 
 
 @dataclass(frozen=True)
@@ -29,7 +64,7 @@ class CleanTextRule:
     def _check(self, value: str) -> str:
         if _CONTROL.search(value):
             raise ValueError("must not contain control characters")
-        if self.non_blank and not value.strip():
+        if self.non_blank and _ONLY_BLANK.fullmatch(value):
             raise ValueError("must not be blank")
         return value
 
@@ -89,3 +124,32 @@ class MessageOut(BaseModel):
 
 
 SafeQueryText = Annotated[str, Field(max_length=200), CleanText]
+
+# A search term needs three letters or digits in a row (any character beyond ASCII counts as
+# one): what both databases' trigram indexes need to seek instead of reading every row.
+_SEARCHABLE = r"[0-9A-Za-z\u00c0-\uffff]{3}"
+SEARCH_PATTERN = rf"^(?:{_ALLOWED}*{_SEARCHABLE}{_ALLOWED}*)?$"
+_SEARCH = re.compile(SEARCH_PATTERN)
+
+
+@dataclass(frozen=True)
+class SearchTermRule:
+    """Empty (no search), or a term with three letters or digits in a row; the spec states the pattern."""
+
+    def _check(self, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        if not _SEARCH.fullmatch(value):
+            raise ValueError("must contain at least 3 letters or digits in a row")
+        return value
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema, handler):
+        json_schema = handler(schema)
+        json_schema["pattern"] = SEARCH_PATTERN
+        return json_schema
+
+
+SearchText = Annotated[str, Field(max_length=200), SearchTermRule()]

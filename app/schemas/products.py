@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
 
-from app.schemas.common import CleanText, NonBlankText, PageQuery, RequestModel, SafeQueryText, drop_default
+from app.schemas.common import CleanText, NonBlankText, PageQuery, RequestModel, SafeQueryText, SearchText, drop_default
+from app.services.paging import CURSOR_MAX_LENGTH, CURSOR_PATTERN
 
 # Lengths are checked as sent (as the spec states them), then surrounding blanks are trimmed.
 Name = Annotated[str, Field(min_length=1, max_length=64), NonBlankText, AfterValidator(str.strip)]
@@ -111,8 +112,11 @@ class ProductPath(BaseModel):
 
 
 class ProductQuery(PageQuery):
-    q: SafeQueryText = Field(
-        default=None, description="Case-insensitive search in name and description", json_schema_extra=drop_default
+    q: SearchText = Field(
+        default=None,
+        description="Case-insensitive search in name and description: at least 3 letters or digits in a row. "
+        "Lists the 1,000 newest matches at most (X-Search-Truncated says when more products match).",
+        json_schema_extra=drop_default,
     )
     user_id: SafeQueryText = Field(
         default=None, description="Only products of this owner", json_schema_extra=drop_default
@@ -120,10 +124,11 @@ class ProductQuery(PageQuery):
     sort: SortKey = Field(default="id", description="Sort key; prefix with - for descending")
     cursor: str = Field(
         default=None,
-        max_length=512,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        max_length=CURSOR_MAX_LENGTH,
+        pattern=CURSOR_PATTERN,
         description="Walk by cursor instead of page number: pass the X-Next-Cursor of the previous response "
-        "(same sort and filters). Constant cost at any depth; `page` is ignored and X-Total-Count is not sent.",
+        "(same sort and filters). Constant cost at any depth; `page` is ignored and X-Total-Count is not sent. "
+        "Cursors are signed by the API (`payload.signature`); any other value is refused with 422.",
         json_schema_extra=drop_default,
     )
 

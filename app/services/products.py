@@ -1,9 +1,11 @@
 """Product rules: listing, lookup with rights, and changes with optimistic locking."""
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, or_, select, table, tuple_
+from flask import current_app
+from sqlalchemy import ARRAY, Integer, any_, bindparam, func, literal_column, or_, select, table, tuple_
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
@@ -13,9 +15,14 @@ from app.models.ddl import SQLITE_SEARCH_TABLE
 from app.services import idempotency
 from app.services.locking import begin_write
 from app.services.paging import Page, decode_cursor, encode_cursor
+from app.services.timeouts import statement_timeout
 from app.services.users import Identity
 
 EDITABLE_FIELDS = ("name", "description", "price", "quantity")
+
+
+# A search lists at most this many matches, the newest; counting and sorting them is then bounded too.
+SEARCH_MATCH_LIMIT = 1000
 
 
 def _conditions(*, q: str | None, user_id: str | None) -> list:
@@ -28,26 +35,70 @@ def _conditions(*, q: str | None, user_id: str | None) -> list:
 
 
 def _contains(q: str):
-    """Name or description contains `q`, any case, through an index where there is one.
+    """Name or description contains `q`, any case, through an index.
 
     PostgreSQL: ILIKE, which its trigram indexes serve (migration 0003). SQLite: a phrase
-    query on the FTS5 trigram table (0004), the same substring match; a trigram needs three
-    characters, so shorter terms scan.
+    query on the FTS5 trigram table (0004), the same substring match. Terms have at least
+    three letters or digits in a row (the schema's rule), so both always have a trigram.
     """
-    if len(q) >= 3 and db.engine.dialect.name == "sqlite":
-        phrase = '"' + q.replace('"', '""') + '"'  # an FTS5 string: every character literal
-        matches = select(literal_column("rowid")).select_from(table(SQLITE_SEARCH_TABLE))
-        return Product.id.in_(matches.where(literal_column(SQLITE_SEARCH_TABLE).op("MATCH")(phrase)))
+    if db.engine.dialect.name == "sqlite":
+        return Product.id.in_(_sqlite_matches(q))
     return or_(Product.name.icontains(q, autoescape=True), Product.description.icontains(q, autoescape=True))
 
 
-def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, cursor=None):
+def _sqlite_matches(q: str):
+    phrase = '"' + q.replace('"', '""') + '"'  # an FTS5 string: every character literal
+    matches = select(literal_column("rowid")).select_from(table(SQLITE_SEARCH_TABLE))
+    return matches.where(literal_column(SQLITE_SEARCH_TABLE).op("MATCH")(phrase))
+
+
+def search_candidates(*, q: str, user_id: str | None, limit: int):
+    """The ids of the newest `limit` matches, newest first: the index hands them over in that order,
+    so the cost is bounded by `limit` rather than by how many rows match.
+
+    With `user_id`, the owner's rows drive instead, newest first through (user_id, id), each
+    tested as it comes: reading the term's whole match set to keep one owner's would cost what
+    the term matches table-wide. The cost is then bounded by what one owner has.
+    """
+    dialect = db.engine.dialect.name
+    if user_id is None:
+        if dialect == "sqlite":  # FTS5 walks its rowids backwards itself: no detour through products
+            return _sqlite_matches(q).order_by(literal_column("rowid").desc()).limit(limit)
+        ids = select(Product.id).where(_contains(q))
+    elif dialect == "sqlite" and not q.isascii():
+        # LIKE folds only ASCII case; the FTS index folds every letter's.
+        ids = select(Product.id).where(Product.user_id == user_id, _contains(q))
+    else:
+        # Tested row by row (PostgreSQL: through expressions the trigram indexes do not serve, so
+        # the planner cannot trade the owner's index for a table-wide match set).
+        text = [func.coalesce(column, "") for column in (Product.name, Product.description)]
+        ids = select(Product.id).where(
+            Product.user_id == user_id, or_(*(t.icontains(q, autoescape=True) for t in text))
+        )
+    return ids.order_by(Product.id.desc()).limit(limit)
+
+
+def _one_of(ids: list[int]):
+    """`products.id` is one of `ids`, sent as one parameter (a thousand bound values cost more than the query)."""
+    if db.engine.dialect.name == "sqlite":
+        values = select(literal_column("value")).select_from(func.json_each(json.dumps(ids)))
+        return Product.id.in_(values)
+    return Product.id == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+
+
+def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, cursor=None, within=None):
     """The statements behind one page: rows (one extra, to know if there is a next) and the total (or None).
 
+    A search (`q`) ranges over its newest SEARCH_MATCH_LIMIT matches only: `within`, their ids
+    when the caller has them, else a subquery that finds them; its count stops one past the limit.
     Public so the query plans can be checked (tests/test_explain.py): both must use indexes.
     """
     products = Product.__table__
-    conditions = _conditions(q=q, user_id=user_id)
+    if q:
+        found = search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT) if within is None else None
+        conditions = [products.c.id.in_(found) if within is None else _one_of(within)]
+    else:
+        conditions = _conditions(q=q, user_id=user_id)
     column, descending = products.c[sort.lstrip("-")], sort.startswith("-")
     keys = [column] if column is products.c.id else [column, products.c.id]
     if cursor is not None:
@@ -57,9 +108,12 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
         conditions.append(left < right if descending else left > right)
     order = [key.desc() if descending else key.asc() for key in keys]
     rows = select(products).where(*conditions).order_by(*order).limit(per_page + 1)
-    if cursor is not None:
-        return rows, None
-    if conditions:
+    if cursor is not None or within is not None:  # with `within`, the caller has counted already
+        return rows.offset((page - 1) * per_page if cursor is None else 0), None
+    if q:
+        matches = search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT + 1).subquery()
+        total = select(func.count()).select_from(matches)
+    elif conditions:
         total = select(func.count()).select_from(products).where(*conditions)
     else:
         total = select(ProductStats.total)  # kept exact by triggers: no scan of the table
@@ -72,17 +126,33 @@ def list_products(
     """One page, by number (with the total) or after a cursor (index seek, no count: constant cost at any depth).
 
     Rows come back as plain rows, not ORM objects: a listing only reads, and skipping the
-    identity map makes it markedly cheaper.
+    identity map makes it markedly cheaper. A search finds its matches' ids once (the newest
+    SEARCH_MATCH_LIMIT, under SEARCH_TIMEOUT_MS), then pages and counts within them.
     """
-    rows, count = page_queries(page=page, per_page=per_page, sort=sort, q=q, user_id=user_id, cursor=cursor)
+    found = None
+    if q:
+        with statement_timeout(current_app.config["SEARCH_TIMEOUT_MS"]):
+            found = db.session.scalars(search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT + 1)).all()
+    within = found[:SEARCH_MATCH_LIMIT] if found is not None else None
+    rows, count = page_queries(
+        page=page, per_page=per_page, sort=sort, q=q, user_id=user_id, cursor=cursor, within=within
+    )
     items = db.session.execute(rows).all()
-    total = db.session.scalar(count) if count is not None else None
+    truncated = found is not None and len(found) > SEARCH_MATCH_LIMIT
+    if cursor is not None:
+        total = None
+    elif within is not None:
+        total = len(within)  # counted already: no second pass over the matches
+    else:
+        total = db.session.scalar(count)
     next_cursor = None
     if len(items) > per_page:
         items = items[:per_page]
         last = items[-1]
         next_cursor = encode_cursor(sort, getattr(last, sort.lstrip("-")), last.id)
-    return Page(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor)
+    return Page(
+        items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, total_is_lower_bound=truncated
+    )
 
 
 def get_product_or_404(product_id: int, *, lock: bool = False) -> Product:
