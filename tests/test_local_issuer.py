@@ -11,6 +11,7 @@ import pytest
 from app import ConfigError, create_app
 from app.extensions import db
 from app.models import BrowserSession, Product, User
+from app.models.types import utcnow
 from tests.factories import bearer, make_product, make_user
 
 LOCAL = {"AUTH_MODE": "local", "AUTH0_ISSUER": "", "API_AUDIENCE": ""}
@@ -162,6 +163,14 @@ class TestLocalSignIn:
         assert client.get("/me").status_code == 200
         response = client.get("/logout")
         assert response.status_code == 302 and response.headers["Location"] == "/"
+        assert client.get("/me").status_code == 401
+
+    def test_a_disabled_account_gets_no_session(self, local_app):
+        with local_app.app_context():
+            make_user("local|dev@example.com", email="dev@example.com", disabled_at=utcnow())
+        client = local_app.test_client()
+        page = sign_in(local_app, client, {"email": "dev@example.com"})
+        assert page.status_code == 403 and page.json["code"] == "account_disabled"
         assert client.get("/me").status_code == 401
 
     def test_the_signed_in_page_passes_its_content_security_policy(self, local_app):

@@ -17,7 +17,7 @@ from app.auth.signin import REDIRECT, LoginQuery, safe_next
 from app.errors import Forbidden
 from app.schemas.common import CleanText, RequestModel
 from app.schemas.users import Email
-from app.services.users import sync_user
+from app.services.users import ensure_enabled, sync_user
 
 bp = APIBlueprint(
     "signin", __name__, abp_tags=[Tag(name="sign-in", description="Development sign-in (AUTH_MODE=local)")]
@@ -75,6 +75,7 @@ def sign_in(form: LocalSignInForm):
     identity = sync_user(
         claims={**claims, "email_verified": True}, admin_claim=cfg["ADMIN_CLAIM"], admin_emails=cfg["ADMIN_EMAILS"]
     )
+    ensure_enabled(identity.user)
     start_session(user_id=identity.user.user_id, access_token=token)
     return render_template("local_signed_in.html", identity=identity, token=token, next=safe_next(form.next))
 

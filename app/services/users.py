@@ -108,10 +108,7 @@ def sync_user(*, claims: dict[str, Any], admin_claim: str, admin_emails: Iterabl
 def ensure_enabled(user: User) -> None:
     """An account an admin deleted stays refused, whatever token it brings, until an admin restores it."""
     if user.disabled_at is not None:
-        raise Forbidden(
-            "This account has been disabled by an administrator.",
-            code="account_disabled",
-        )
+        raise Forbidden("This account has been disabled by an administrator.", code="account_disabled")
 
 
 def get_user_or_404(user_id: str) -> User:
