@@ -44,13 +44,29 @@ class TestList:
     def test_pagination_headers(self, app, client):
         seed(app, *[{"name": f"P{i}"} for i in range(5)])
         response = client.get("/products?page=2&per_page=2")
-        assert [p["name"] for p in response.json] == ["P2", "P3"]
+        assert [p["name"] for p in response.json] == ["P2", "P1"]  # newest first by default
         assert response.headers["X-Total-Count"] == "5"
         links = response.headers["Link"]
         assert '<http://localhost/products?page=1&per_page=2>; rel="first"' in links
         assert '<http://localhost/products?page=1&per_page=2>; rel="prev"' in links
         assert '<http://localhost/products?page=3&per_page=2>; rel="next"' in links
         assert '<http://localhost/products?page=3&per_page=2>; rel="last"' in links
+
+    def test_a_plain_listing_starts_with_the_newest_at_any_size(self, app, client, user_headers):
+        """The SPA lists with no parameters and has no paging: what was just created must be on that page."""
+        seed(app, *[{"name": f"P{i}"} for i in range(60)])
+        created = client.post("/products/create", json=LAMP, headers=user_headers).json
+        response = client.get("/products")
+        assert response.status_code == 200
+        assert response.headers["X-Total-Count"] == "61"
+        assert len(response.json) == 50
+        assert response.json[0]["id"] == created["id"] and response.json[0]["name"] == "Lamp"
+        assert [p["id"] for p in response.json] == sorted((p["id"] for p in response.json), reverse=True)
+        assert stored(app, created["id"]).name == "Lamp"
+
+    def test_ascending_order_is_still_one_parameter_away(self, app, client):
+        ids = seed(app, *[{"name": f"P{i}"} for i in range(3)])
+        assert [p["id"] for p in client.get("/products?sort=id").json] == ids
 
     def test_links_keep_the_filters(self, app, client):
         seed(app, {"name": "Red lamp"}, {"name": "Red chair"})

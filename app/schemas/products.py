@@ -115,7 +115,11 @@ class ProductQuery(PageQuery):
     user_id: SafeQueryText = Field(
         default=None, description="Only products of this owner", json_schema_extra=drop_default
     )
-    sort: SortKey = Field(default="id", description="Sort key; prefix with - for descending")
+    sort: SortKey = Field(
+        default="-id",
+        description="Sort key; prefix with - for descending. The default, newest first, puts what was just "
+        "created on the first page (clients that list without parameters, like the SPA, show it).",
+    )
     cursor: str = Field(
         default=None,
         max_length=512,
