@@ -88,7 +88,7 @@ def register_extensions(app: DMarketOpenAPI) -> None:
             "X-RateLimit-Remaining",
             "X-RateLimit-Reset",
         ],  # fmt: skip
-        methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
         always_send=False,
     )

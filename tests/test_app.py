@@ -92,7 +92,7 @@ class TestErrors:
         response = client.delete("/products")
         assert response.status_code == 405
         assert response.json["code"] == "method_not_allowed"
-        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
 
     def test_unexpected_errors_are_json_500_without_details(self, make_app, capsys):
         app = make_app()

@@ -475,3 +475,60 @@ class TestDelete:
         response = client.delete(f"/products/{product_id}/delete")
         assert response.status_code == 401
         assert stored(app, product_id) is not None
+
+
+class TestRestPaths:
+    """The conventional REST paths answer like the seed's paths: same rules, same authentication, same limit."""
+
+    def test_post_products_creates(self, app, client, user_headers):
+        response = client.post("/products", json=LAMP, headers=user_headers)
+        assert response.status_code == 201
+        assert response.json["name"] == "Lamp" and response.json["user_id"] == "auth0|alice"
+        assert response.headers["Location"] == f"/products/{response.json['id']}"
+        assert stored(app, response.json["id"]).price == Decimal("19.99")
+
+    def test_put_and_patch_update_partially(self, app, client, user_headers):
+        product_id = client.post("/products", json=LAMP, headers=user_headers).json["id"]
+        put = client.put(f"/products/{product_id}", json={"quantity": "7"}, headers=user_headers)
+        assert put.status_code == 200 and put.json["quantity"] == 7 and put.json["name"] == "Lamp"
+        patch = client.patch(f"/products/{product_id}", json={"price": "5.50"}, headers=user_headers)
+        assert patch.status_code == 200 and patch.json["price"] == 5.5 and patch.json["quantity"] == 7
+        assert stored(app, product_id).price == Decimal("5.50")
+
+    def test_delete_products_id_deletes(self, app, client, user_headers):
+        product_id = client.post("/products", json=LAMP, headers=user_headers).json["id"]
+        response = client.delete(f"/products/{product_id}", headers=user_headers)
+        assert response.status_code == 200
+        assert response.json == {"message": f"Product {product_id} deleted."}
+        assert stored(app, product_id) is None
+
+    @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+    def test_writes_need_a_token(self, app, client, method):
+        (product_id,) = seed(app, {"name": "Kept"})
+        path = "/products" if method == "post" else f"/products/{product_id}"
+        response = getattr(client, method)(path, json={"name": "x"})
+        assert response.status_code == 401
+        assert response.json["code"] == "unauthorized"
+        assert stored(app, product_id).name == "Kept" and count(app) == 1
+
+    @pytest.mark.parametrize("method", ["put", "patch", "delete"])
+    def test_only_the_owner_changes(self, app, client, user_headers, other_headers, method):
+        product_id = client.post("/products", json=LAMP, headers=user_headers).json["id"]
+        response = getattr(client, method)(f"/products/{product_id}", json={"name": "Mine"}, headers=other_headers)
+        assert response.status_code == 403
+        assert response.json["code"] == "forbidden"
+        assert stored(app, product_id).name == "Lamp"
+
+    def test_an_alias_spends_its_seed_paths_write_budget(self, make_app, user_headers):
+        client = make_app(RATELIMIT_WRITES="2 per minute").test_client()
+        assert client.post("/products", json=LAMP, headers=user_headers).status_code == 201
+        assert client.post("/products/create", json=LAMP, headers=user_headers).status_code == 201
+        response = client.post("/products", json=LAMP, headers=user_headers)
+        assert response.status_code == 429
+        assert response.json["code"] == "rate_limited"
+        product_id = client.get("/products").json[0]["id"]
+        assert client.put(f"/products/{product_id}/update", json={"name": "A"}, headers=user_headers).status_code == 200
+        assert client.patch(f"/products/{product_id}", json={"name": "B"}, headers=user_headers).status_code == 200
+        response = client.put(f"/products/{product_id}", json={"name": "Over"}, headers=user_headers)
+        assert response.status_code == 429
+        assert client.get(f"/products/{product_id}").json["name"] == "B"
