@@ -195,7 +195,7 @@ class TestLogout:
         target = urlsplit(response.headers["Location"])
         assert f"{target.scheme}://{target.netloc}{target.path}" == f"{issuer.url}oidc/logout"
         params = {k: v[0] for k, v in parse_qs(target.query).items()}
-        assert params["post_logout_redirect_uri"] == "http://localhost/"
+        assert params["post_logout_redirect_uri"] == "http://localhost/signed-out"
         assert params["client_id"] == CLIENT_ID and params["id_token_hint"].count(".") == 2
         assert client.get("/me").status_code == 401
 
@@ -206,6 +206,11 @@ class TestLogout:
         target = urlsplit(client.get("/logout").headers["Location"])
         assert target.path == "/v2/logout"
         assert parse_qs(target.query) == {"client_id": [CLIENT_ID], "returnTo": ["http://localhost:3000/"]}
+
+    def test_the_final_landing_page_says_signed_out(self, client):
+        page = client.get("/signed-out")
+        assert page.status_code == 200
+        assert "<h1>Signed out</h1>" in page.get_data(as_text=True)
 
     def test_provider_end_session_page_answers(self, client):
         sign_in(client)

@@ -10,7 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 
 from app.auth.session import end_session, ensure_same_site_request, start_session
-from app.auth.signin import REDIRECT, LoginQuery, safe_next
+from app.auth.signin import HTML, REDIRECT, LoginQuery, safe_next, signed_out
 from app.schemas.common import CleanText, ErrorOut, RequestModel
 from app.schemas.users import Email
 from app.services.users import sync_user
@@ -18,7 +18,6 @@ from app.services.users import sync_user
 bp = APIBlueprint(
     "signin", __name__, abp_tags=[Tag(name="sign-in", description="Development sign-in (AUTH_MODE=local)")]
 )
-HTML = {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
 class LocalSignInForm(RequestModel):
@@ -53,4 +52,7 @@ def sign_in(form: LocalSignInForm):
 def logout():
     """Sign out of the development session."""
     end_session()
-    return redirect(url_for("index"))
+    return redirect(url_for("signin.signed_out"))
+
+
+bp.get("/signed-out", responses={200: HTML})(signed_out)

@@ -13,7 +13,7 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, redirect, session, url_for
+from flask import Flask, current_app, redirect, render_template, session, url_for
 from flask_openapi3 import APIBlueprint, Tag
 from joserfc.errors import JoseError
 from pydantic import Field
@@ -26,6 +26,7 @@ from app.services.users import sync_user
 
 log = logging.getLogger(__name__)
 REDIRECT = {"description": "Redirect (see Location)"}
+HTML = {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 PROFILE_CLAIMS = ("email", "name", "email_verified")
 
 bp = APIBlueprint("signin", __name__, abp_tags=[Tag(name="sign-in", description="Browser sign-in")])
@@ -142,7 +143,7 @@ def logout():
     """Sign out here, then at the provider (its end-session endpoint, or Auth0's /v2/logout)."""
     id_token = end_session()
     cfg = current_app.config
-    return_to = cfg["LOGOUT_REDIRECT_URL"] or url_for("index", _external=True)
+    return_to = cfg["LOGOUT_REDIRECT_URL"] or url_for("signin.signed_out", _external=True)
     provider = current_app.extensions["dmarket.auth"]["oauth"]
     if provider is None:
         return redirect(return_to)
@@ -157,6 +158,14 @@ def logout():
         return redirect(f"{end_session_endpoint}?{urlencode(params)}")
     auth0_params = urlencode({"client_id": cfg["CLIENT_ID"], "returnTo": return_to})
     return redirect(f"{cfg['AUTH0_ISSUER']}v2/logout?{auth0_params}")
+
+
+def signed_out():
+    """Where sign-out lands: says the session has ended."""
+    return render_template("signed_out.html")
+
+
+bp.get("/signed-out", responses={200: HTML})(signed_out)
 
 
 def oauth_client(app: Flask):
