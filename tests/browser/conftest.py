@@ -5,6 +5,7 @@ catch what the HTTP-client tests cannot. Without Chromium they skip with one lin
 how to enable them, except under CI=true, where a missing browser fails the run.
 """
 
+import importlib.util
 import os
 import shutil
 import threading
@@ -33,6 +34,25 @@ FLAGS = [
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 HOW_TO_ENABLE = f"browser tests need Chromium at {CHROMIUM}: `apt-get install chromium` enables them"
 LOCAL = {"AUTH_MODE": "local", "AUTH0_ISSUER": "", "API_AUDIENCE": ""}
+
+
+def _missing() -> str | None:
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        return HOW_TO_ENABLE
+    if importlib.util.find_spec("playwright") is None:
+        return "browser tests need Playwright: `pip install -r requirements-dev.txt` enables them"
+    return None
+
+
+# Without a browser, the browser tests are not collected and one summary line says how to enable them.
+# Under CI they are always collected: a missing browser then fails them.
+MISSING = None if os.environ.get("CI") == "true" else _missing()
+collect_ignore_glob = ["test_*.py"] if MISSING else []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MISSING:
+        terminalreporter.write_line(f"SKIPPED browser tests (tests/browser): {MISSING}", yellow=True)
 
 
 def unavailable(reason: str):
