@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
+import requests
+from werkzeug.serving import make_server
 
 from app import ConfigError, create_app
 from tests.live import ROOT
@@ -293,6 +296,24 @@ class TestSecurityHeaders:
     def test_forwarded_headers_are_ignored_without_trusted_proxies(self, client):
         headers = client.get("/products", headers={"X-Forwarded-Proto": "https"}).headers
         assert "Strict-Transport-Security" not in headers
+
+
+class TestDevelopmentServerLog:
+    def test_each_request_is_logged_once(self, make_app, capsys):
+        """`flask run` (Werkzeug's server): the app's access line, not Werkzeug's own as well."""
+        app = make_app(LOG_LEVEL="INFO")
+        server = make_server("127.0.0.1", 0, app)
+        one_request = threading.Thread(target=server.handle_request)
+        capsys.readouterr()
+        one_request.start()
+        try:
+            assert requests.get(f"http://127.0.0.1:{server.server_port}/products", timeout=5).status_code == 200
+        finally:
+            one_request.join(timeout=10)  # the server logs once the response is written
+            server.server_close()
+        err = capsys.readouterr().err
+        assert err.count("app.access: GET /products 200") == 1
+        assert '"GET /products HTTP/1.1" 200' not in err
 
 
 class TestJsonLogs:
