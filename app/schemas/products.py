@@ -68,7 +68,13 @@ SortKey = Literal["id", "-id", "name", "-name", "price", "-price", "created_at",
 class ProductIn(BaseModel):
     """A new product; the owner is always the caller, never the body."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Swagger UI's "Try it out" starts from this example, not from strings generated to fit the rules.
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "example": {"name": "Desk lamp", "description": "Warm light, adjustable arm", "price": 19.99, "quantity": 3}
+        },
+    )
 
     name: Name
     description: Description | None = None

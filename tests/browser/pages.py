@@ -5,6 +5,7 @@ import json
 from playwright.sync_api import Page, expect
 
 CREATE = "operations-products-products_create_product_products_create_post"
+CREATE_REST = "operations-products-products_create_product_products_post"
 ME = "operations-users-users_me_me_get"
 
 
