@@ -275,6 +275,13 @@ class TestSecurityHeaders:
     def test_errors_carry_them_too(self, client):
         assert client.get("/nowhere").headers["X-Content-Type-Options"] == "nosniff"
 
+    @pytest.mark.parametrize("path", ["/openapi/", "/signed-out"])
+    def test_pages_let_the_browser_send_their_origin(self, client, path):
+        """Under no-referrer a browser sends `Origin: null` on a page's form POST: the Origin check would refuse it."""
+        response = client.get(path)
+        assert response.status_code == 200 and response.mimetype == "text/html"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+
     def test_docs_page_allows_its_own_scripts_and_only_its_own_inline_script(self, client):
         response = client.get("/openapi/")
         csp = response.headers["Content-Security-Policy"]
