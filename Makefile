@@ -1,10 +1,18 @@
 # The README's commands. Each one creates .venv and installs what it needs on first use.
+# `make` alone lists them (from the `## target:` lines below).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 export FLASK_APP := wsgi.py
 
-.PHONY: run serve test test-postgres fuzz bench lint format clean
+.PHONY: help run serve test test-postgres fuzz bench lint format clean
+.DEFAULT_GOAL := help
+
+## help: list these targets
+help:
+	@echo "DMarket API. Usage: make TARGET (first use creates .venv and installs what the target needs)"
+	@awk '/^## [a-z-]+: /{i = index($$0, ": "); printf "  make %-14s %s\n", substr($$0, 4, i - 4), substr($$0, i + 2)}' \
+		$(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,17 +26,22 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
-## run: serve the API on http://localhost:5000 (SQLite in instance/, local issuer)
+## run: serve the API on http://127.0.0.1:5000 for development (HOST=, PORT= to change; SQLite, local sign-in)
+HOST ?= 127.0.0.1
+PORT ?= 5000
 run: $(VENV)/.runtime
+	@$(BIN)/python -c "import socket, sys; s = socket.socket(); s.bind(('$(HOST)', $(PORT)))" 2>/dev/null || \
+		{ echo "make run: port $(PORT) on $(HOST) is taken (another server?). Choose another: PORT=5001 make run" >&2; \
+		exit 1; }
 	$(BIN)/flask db upgrade
-	$(BIN)/flask run --port 5000
+	$(BIN)/flask run --host $(HOST) --port $(PORT)
 
 ## serve: production-style serving with gunicorn (gunicorn.conf.py: PORT, WEB_CONCURRENCY, ...)
 serve: $(VENV)/.runtime
 	$(BIN)/flask db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-## test: the whole test suite
+## test: the whole test suite (SQLite; tests needing Redis, PostgreSQL or Chromium skip if they are missing)
 test: $(VENV)/.dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -54,9 +67,11 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## format: fix what ruff can fix, and format the code
 format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## clean: remove .venv and the tools' caches
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage

@@ -17,21 +17,27 @@ from app.schemas.common import ErrorOut
 __all__ = ["ConfigError", "create_app"]
 __version__ = "1.0.0"
 
+# The browser session (the HttpOnly `dmarket_session` cookie set by /login) also authenticates, but it
+# is not a scheme here: Swagger UI cannot set a cookie, so its Authorize dialog would offer a box
+# that authorizes into nothing. The cookie is described where readers look instead.
+SESSION_COOKIE = (
+    "A browser signed in at /login is authenticated by the HttpOnly `dmarket_session` cookie instead: "
+    "this page (Swagger UI) sends it by itself, with nothing to paste. Writes authenticated by the cookie "
+    "alone must send an Origin (or Referer) that is the API itself or one of CORS_ORIGINS."
+)
 SECURITY_SCHEMES = {
     "bearerAuth": {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
-        "description": "An RS256 access token from the configured issuer (Auth0, or `flask auth token` locally).",
-    },
-    "sessionCookie": {
-        "type": "apiKey",
-        "in": "cookie",
-        "name": "dmarket_session",
-        "description": "Set by signing in at /login. Writes authenticated by it alone must send an Origin "
-        "(or Referer) that is the API itself or one of CORS_ORIGINS.",
+        "description": "An RS256 access token from the configured issuer (Auth0, or `flask auth token` locally; "
+        f"the local sign-in page shows one). {SESSION_COOKIE}",
     },
 }
+DESCRIPTION = (
+    "Products marketplace API. Anyone reads; signed-in users create, and owners or admins change and delete. "
+    f"Sign in at [/login](/login), or use **Authorize** with a bearer token. {SESSION_COOKIE}"
+)
 # Swagger UI itself at /openapi/ (assets are served by the app: no CDN, works offline).
 SWAGGER_AT_ROOT = swagger_html_string.replace("{{doc_url}}", "openapi.json").replace(
     "{{ oauth_config|tojson }}", "null"
@@ -43,7 +49,7 @@ def create_app(config: dict | None = None) -> DMarketOpenAPI:
     app = DMarketOpenAPI(
         __name__,
         instance_path=(config or {}).get("INSTANCE_PATH"),
-        info=Info(title="DMarket API", version=__version__, description="Products marketplace API."),
+        info=Info(title="DMarket API", version=__version__, description=DESCRIPTION),
         security_schemes=SECURITY_SCHEMES,
         doc_prefix="/openapi",
         validation_error_status=422,
@@ -90,7 +96,7 @@ def register_extensions(app: DMarketOpenAPI) -> None:
             "X-RateLimit-Remaining",
             "X-RateLimit-Reset",
         ],  # fmt: skip
-        methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         max_age=600,
         always_send=False,
     )

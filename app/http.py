@@ -138,7 +138,9 @@ def _security_headers(response):
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Pages (the sign-in form, Swagger UI) must let the browser send its real Origin on their own
+    # POSTs: under no-referrer Chromium sends `Origin: null`, which the cross-site check refuses.
+    headers.setdefault("Referrer-Policy", "same-origin" if response.mimetype == "text/html" else "no-referrer")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if "Content-Security-Policy" not in headers:
         if response.mimetype == "text/html" and not response.direct_passthrough:

@@ -58,11 +58,20 @@ def _rate_limited(exc: RateLimitExceeded):
     return error_response(429, "rate_limited", f"Too many requests: the limit is {exc.description}.", headers=headers)
 
 
+def _write_scope(endpoint: str) -> str:
+    """One budget per operation: a REST alias (POST /products) shares its seed path's (POST /products/create)."""
+    view = current_app.view_functions.get(endpoint)
+    return f"{endpoint.partition('.')[0]}.{getattr(view, '__name__', endpoint)}"
+
+
 def limit_writes(limiter: Limiter, *blueprints: Blueprint) -> None:
     for bp in blueprints:
-        limiter.limit(lambda: current_app.config["RATELIMIT_WRITES"], methods=WRITE_METHODS, override_defaults=False)(
-            bp
-        )
+        limiter.shared_limit(
+            lambda: current_app.config["RATELIMIT_WRITES"],
+            scope=_write_scope,
+            methods=WRITE_METHODS,
+            override_defaults=False,
+        )(bp)
 
 
 def limit_sign_in(limiter: Limiter, bp: Blueprint) -> None:

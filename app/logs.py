@@ -37,6 +37,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class DropServerRequestLines(logging.Filter):
+    """`flask run`: Werkzeug's own line per request repeats app.access (which has the request id and
+    duration); keep one. The server's other messages (its address, errors) still show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.rstrip().endswith('] "%s" %s %s'))
+
+
 def make_formatter(log_format: str) -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT)
 
@@ -49,3 +57,6 @@ def configure_logging(app: Flask) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(app.config["LOG_LEVEL"])
     logger.propagate = False
+    server_log = logging.getLogger("werkzeug")
+    if not any(isinstance(f, DropServerRequestLines) for f in server_log.filters):
+        server_log.addFilter(DropServerRequestLines())

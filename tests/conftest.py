@@ -1,11 +1,68 @@
+"""Fixtures shared by the suite. Tests needing a service (Redis, PostgreSQL) that is not running skip
+with the reason, except under CI=true, where .ci/run starts the services and a missing one fails."""
+
+import os
+from functools import cache
+
 import pytest
+import redis
 from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
 
 from app import create_app
 from app.extensions import db
 from tests.databases import postgres_base_url, postgres_schema
 from tests.factories import bearer
 from tests.issuer import ADMIN_CLAIM, AUDIENCE, CLIENT_ID, CLIENT_SECRET, LocalOIDCIssuer
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def service_missing(reason: str):
+    """Skip on a developer's machine; under CI every service must be there."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: tests needing it may not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+@cache
+def _unreachable_postgres(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001  (any failure means: no server to use here)
+        return exc.__class__.__name__
+    finally:
+        engine.dispose()
+    return None
+
+
+def reachable_postgres(url: str) -> str:
+    problem = _unreachable_postgres(url)
+    if problem:
+        service_missing(f"PostgreSQL is not reachable at {url} ({problem}): start it (`.ci/run` shows how)")
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis, for tests of state shared between instances."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        service_missing(f"Redis is not running at {REDIS_URL} ({exc.__class__.__name__}): start redis-server")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """A reachable PostgreSQL (TEST_DATABASE_URL, else the machine's), even when the suite runs on SQLite."""
+    return reachable_postgres(postgres_base_url() or LOCAL_POSTGRES)
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +79,7 @@ def database_url(tmp_path):
     if base is None:
         yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
         return
-    with postgres_schema(base) as url:
+    with postgres_schema(reachable_postgres(base)) as url:
         yield url
 
 

@@ -29,6 +29,7 @@ class LiveServer:
             "LOG_LEVEL": "WARNING",
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
+            "PUBLIC_URL": self.url,  # absolute URLs (sign-in callback, logout return) point back here
             "WEB_CONCURRENCY": str(workers),
             "GUNICORN_GRACEFUL_TIMEOUT": "5",
             **{k: str(v) for k, v in env.items()},

@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
+import requests
+from werkzeug.serving import make_server
 
 from app import ConfigError, create_app
 from tests.live import ROOT
@@ -109,7 +112,7 @@ class TestErrors:
         response = client.delete("/products")
         assert response.status_code == 405
         assert response.json["code"] == "method_not_allowed"
-        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
+        assert set(response.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
 
     def test_unexpected_errors_are_json_500_without_details(self, make_app, capsys):
         app = make_app()
@@ -203,7 +206,10 @@ class TestDocs:
     def test_protected_operations_declare_their_security_and_their_errors(self, client):
         spec = client.get("/openapi/openapi.json").json
         assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
-        assert spec["components"]["securitySchemes"]["sessionCookie"]["in"] == "cookie"
+        # The cookie is described, not offered as a scheme: Swagger UI's Authorize dialog cannot set a cookie.
+        assert set(spec["components"]["securitySchemes"]) == {"bearerAuth"}
+        assert "dmarket_session" in spec["components"]["securitySchemes"]["bearerAuth"]["description"]
+        assert "dmarket_session" in spec["info"]["description"]
         expectations = {
             ("/products/create", "post"): {"201", "401", "403", "413", "415", "422", "429", "500"},
             ("/products/{product_id}/update", "put"): {"200", "401", "403", "404", "412", "422"},
@@ -217,7 +223,7 @@ class TestDocs:
         }
         for (path, method), statuses in expectations.items():
             operation = spec["paths"][path][method]
-            assert operation["security"] == [{"bearerAuth": []}, {"sessionCookie": []}]
+            assert operation["security"] == [{"bearerAuth": []}]
             assert statuses <= set(operation["responses"]), path
         assert "security" not in spec["paths"]["/products"]["get"]
 
@@ -286,6 +292,13 @@ class TestSecurityHeaders:
     def test_errors_carry_them_too(self, client):
         assert client.get("/nowhere").headers["X-Content-Type-Options"] == "nosniff"
 
+    @pytest.mark.parametrize("path", ["/openapi/", "/signed-out"])
+    def test_pages_let_the_browser_send_their_origin(self, client, path):
+        """Under no-referrer a browser sends `Origin: null` on a page's form POST: the Origin check would refuse it."""
+        response = client.get(path)
+        assert response.status_code == 200 and response.mimetype == "text/html"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+
     def test_docs_page_allows_its_own_scripts_and_only_its_own_inline_script(self, client):
         response = client.get("/openapi/")
         csp = response.headers["Content-Security-Policy"]
@@ -307,6 +320,24 @@ class TestSecurityHeaders:
     def test_forwarded_headers_are_ignored_without_trusted_proxies(self, client):
         headers = client.get("/products", headers={"X-Forwarded-Proto": "https"}).headers
         assert "Strict-Transport-Security" not in headers
+
+
+class TestDevelopmentServerLog:
+    def test_each_request_is_logged_once(self, make_app, capsys):
+        """`flask run` (Werkzeug's server): the app's access line, not Werkzeug's own as well."""
+        app = make_app(LOG_LEVEL="INFO")
+        server = make_server("127.0.0.1", 0, app)
+        one_request = threading.Thread(target=server.handle_request)
+        capsys.readouterr()
+        one_request.start()
+        try:
+            assert requests.get(f"http://127.0.0.1:{server.server_port}/products", timeout=5).status_code == 200
+        finally:
+            one_request.join(timeout=10)  # the server logs once the response is written
+            server.server_close()
+        err = capsys.readouterr().err
+        assert err.count("app.access: GET /products 200") == 1
+        assert '"GET /products HTTP/1.1" 200' not in err
 
 
 class TestJsonLogs:

@@ -10,6 +10,7 @@ from sqlalchemy import insert, text
 
 from app.extensions import db
 from app.models import Product, User
+from app.schemas.products import ProductQuery
 from app.services.paging import encode_cursor
 from app.services.products import page_queries
 
@@ -40,6 +41,9 @@ def filled(app):
         yield app
 
 
+DEFAULT_SORT = ProductQuery.model_fields["sort"].default  # newest first: what a plain GET /products runs
+
+
 def plan(statement) -> str:
     """The database's own plan for a statement (bound values inlined)."""
     sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
@@ -61,15 +65,17 @@ def assert_indexed(statement, index: str) -> None:
         assert f'"Index Name": "{index}"' in found, found
 
 
-def test_default_first_page_walks_the_primary_key(filled):
+@pytest.mark.parametrize("sort", [DEFAULT_SORT, "id"])
+def test_default_first_page_walks_the_primary_key(filled, sort):
     with filled.app_context():
-        rows, _ = page_queries(page=1, per_page=50, sort="id")
+        rows, _ = page_queries(page=1, per_page=50, sort=sort)
         assert_indexed(rows, "pk_products")
 
 
-def test_owner_filter_uses_the_owner_index(filled):
+@pytest.mark.parametrize("sort", [DEFAULT_SORT, "id"])
+def test_owner_filter_uses_the_owner_index(filled, sort):
     with filled.app_context():
-        rows, count = page_queries(page=1, per_page=50, sort="id", user_id="u7")
+        rows, count = page_queries(page=1, per_page=50, sort=sort, user_id="u7")
         assert_indexed(rows, "ix_products_user_id_id")
         assert_indexed(count, "ix_products_user_id_id")
 

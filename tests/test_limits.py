@@ -12,8 +12,8 @@ PRODUCT = {"name": "Lamp", "description": "A desk lamp", "price": "19.99", "quan
 
 
 @pytest.fixture
-def redis_prefix():
-    """A key prefix of this test's own in the shared Redis, removed afterwards."""
+def redis_prefix(redis_url):
+    """A key prefix of this test's own in the shared Redis (skipped when none runs), removed afterwards."""
     prefix = f"dmarket-test-{uuid.uuid4().hex[:12]}"
     yield prefix
     server = redis.Redis.from_url(REDIS_URL)

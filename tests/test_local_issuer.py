@@ -157,13 +157,16 @@ class TestLocalSignIn:
         )
         assert response.status_code == 422
 
-    def test_logout_returns_home(self, local_app):
+    def test_logout_lands_on_a_page_that_says_so(self, local_app):
         client = local_app.test_client()
         sign_in(local_app, client, {"email": "dev@example.com"})
         assert client.get("/me").status_code == 200
         response = client.get("/logout")
-        assert response.status_code == 302 and response.headers["Location"] == "/"
+        assert response.status_code == 302 and response.headers["Location"] == "/signed-out"
         assert client.get("/me").status_code == 401
+        page = client.get("/signed-out")
+        assert page.status_code == 200 and page.mimetype == "text/html"
+        assert "<h1>Signed out</h1>" in page.get_data(as_text=True)
 
     def test_a_disabled_account_gets_no_session(self, local_app):
         with local_app.app_context():

@@ -51,7 +51,7 @@ class TestList:
     def test_pagination_headers(self, app, client):
         seed(app, *[{"name": f"P{i}"} for i in range(5)])
         response = client.get("/products?page=2&per_page=2")
-        assert [p["name"] for p in response.json] == ["P2", "P3"]
+        assert [p["name"] for p in response.json] == ["P2", "P1"]  # newest first by default
         assert response.headers["X-Total-Count"] == "5"
         links = response.headers["Link"]
         assert '</products?page=1&per_page=2>; rel="first"' in links
@@ -64,6 +64,22 @@ class TestList:
         links = client.get("/products?per_page=1", headers={"Host": "evil.example"}).headers["Link"]
         assert "evil.example" not in links
         assert all(link.startswith("</products?") for link in links.split(", "))
+
+    def test_a_plain_listing_starts_with_the_newest_at_any_size(self, app, client, user_headers):
+        """The SPA lists with no parameters and has no paging: what was just created must be on that page."""
+        seed(app, *[{"name": f"P{i}"} for i in range(60)])
+        created = client.post("/products/create", json=LAMP, headers=user_headers).json
+        response = client.get("/products")
+        assert response.status_code == 200
+        assert response.headers["X-Total-Count"] == "61"
+        assert len(response.json) == 50
+        assert response.json[0]["id"] == created["id"] and response.json[0]["name"] == "Lamp"
+        assert [p["id"] for p in response.json] == sorted((p["id"] for p in response.json), reverse=True)
+        assert stored(app, created["id"]).name == "Lamp"
+
+    def test_ascending_order_is_still_one_parameter_away(self, app, client):
+        ids = seed(app, *[{"name": f"P{i}"} for i in range(3)])
+        assert [p["id"] for p in client.get("/products?sort=id").json] == ids
 
     def test_links_keep_the_filters(self, app, client):
         seed(app, {"name": "Red lamp"}, {"name": "Red chair"})
@@ -642,3 +658,60 @@ class TestSearchTimeout:
         assert response.status_code == 503
         assert response.json["code"] == "search_timeout"
         assert response.headers["Retry-After"] == "5"
+
+
+class TestRestPaths:
+    """The conventional REST paths answer like the seed's paths: same rules, same authentication, same limit."""
+
+    def test_post_products_creates(self, app, client, user_headers):
+        response = client.post("/products", json=LAMP, headers=user_headers)
+        assert response.status_code == 201
+        assert response.json["name"] == "Lamp" and response.json["user_id"] == "auth0|alice"
+        assert response.headers["Location"] == f"/products/{response.json['id']}"
+        assert stored(app, response.json["id"]).price == Decimal("19.99")
+
+    def test_put_and_patch_update_partially(self, app, client, user_headers):
+        product_id = client.post("/products", json=LAMP, headers=user_headers).json["id"]
+        put = client.put(f"/products/{product_id}", json={"quantity": "7"}, headers=user_headers)
+        assert put.status_code == 200 and put.json["quantity"] == 7 and put.json["name"] == "Lamp"
+        patch = client.patch(f"/products/{product_id}", json={"price": "5.50"}, headers=user_headers)
+        assert patch.status_code == 200 and patch.json["price"] == 5.5 and patch.json["quantity"] == 7
+        assert stored(app, product_id).price == Decimal("5.50")
+
+    def test_delete_products_id_deletes(self, app, client, user_headers):
+        product_id = client.post("/products", json=LAMP, headers=user_headers).json["id"]
+        response = client.delete(f"/products/{product_id}", headers=user_headers)
+        assert response.status_code == 200
+        assert response.json == {"message": f"Product {product_id} deleted."}
+        assert stored(app, product_id) is None
+
+    @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+    def test_writes_need_a_token(self, app, client, method):
+        (product_id,) = seed(app, {"name": "Kept"})
+        path = "/products" if method == "post" else f"/products/{product_id}"
+        response = getattr(client, method)(path, json={"name": "x"})
+        assert response.status_code == 401
+        assert response.json["code"] == "unauthorized"
+        assert stored(app, product_id).name == "Kept" and count(app) == 1
+
+    @pytest.mark.parametrize("method", ["put", "patch", "delete"])
+    def test_only_the_owner_changes(self, app, client, user_headers, other_headers, method):
+        product_id = client.post("/products", json=LAMP, headers=user_headers).json["id"]
+        response = getattr(client, method)(f"/products/{product_id}", json={"name": "Mine"}, headers=other_headers)
+        assert response.status_code == 403
+        assert response.json["code"] == "forbidden"
+        assert stored(app, product_id).name == "Lamp"
+
+    def test_an_alias_spends_its_seed_paths_write_budget(self, make_app, user_headers):
+        client = make_app(RATELIMIT_WRITES="2 per minute").test_client()
+        assert client.post("/products", json=LAMP, headers=user_headers).status_code == 201
+        assert client.post("/products/create", json=LAMP, headers=user_headers).status_code == 201
+        response = client.post("/products", json=LAMP, headers=user_headers)
+        assert response.status_code == 429
+        assert response.json["code"] == "rate_limited"
+        product_id = client.get("/products").json[0]["id"]
+        assert client.put(f"/products/{product_id}/update", json={"name": "A"}, headers=user_headers).status_code == 200
+        assert client.patch(f"/products/{product_id}", json={"name": "B"}, headers=user_headers).status_code == 200
+        response = client.put(f"/products/{product_id}", json={"name": "Over"}, headers=user_headers)
+        assert response.status_code == 429
+        assert client.get(f"/products/{product_id}").json["name"] == "B"

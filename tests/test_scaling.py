@@ -11,38 +11,24 @@ import pytest
 import redis
 import requests
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
 
 from app import create_app
 from app.extensions import db
-from tests.databases import postgres_base_url, postgres_schema
+from tests.databases import postgres_schema
 from tests.factories import bearer
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.slow
-LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PRODUCT = {"name": "Lamp", "description": "A desk lamp", "price": "19.99", "quantity": 3}
 
 
-def _postgres_url() -> str:
-    url = postgres_base_url() or LOCAL_POSTGRES
-    try:
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:  # noqa: BLE001  (any failure means: no server to share here)
-        pytest.skip(f"PostgreSQL is not reachable at {url}: {exc.__class__.__name__}")
-    return url
-
-
 @pytest.fixture
-def cluster(issuer, settings):
+def cluster(issuer, settings, postgres_url, redis_url):
     """Two instances behind an imaginary load balancer; yields their base URLs."""
     issuer.reset()
     prefix = f"dmarket-scale-{uuid.uuid4().hex[:8]}"
-    with postgres_schema(_postgres_url()) as database_url:
+    with postgres_schema(postgres_url) as database_url:
         env = {
             **settings,
             "DATABASE_URL": database_url,  # PostgreSQL even when the suite runs on SQLite

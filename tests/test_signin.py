@@ -306,7 +306,7 @@ class TestLogout:
         target = urlsplit(response.headers["Location"])
         assert f"{target.scheme}://{target.netloc}{target.path}" == f"{issuer.url}oidc/logout"
         params = {k: v[0] for k, v in parse_qs(target.query).items()}
-        assert params["post_logout_redirect_uri"] == "http://localhost:5000/"
+        assert params["post_logout_redirect_uri"] == "http://localhost:5000/signed-out"
         assert params["client_id"] == CLIENT_ID and params["id_token_hint"].count(".") == 2
         assert client.get("/me").status_code == 401
 
@@ -339,6 +339,11 @@ class TestLogout:
         assert replayed.json["code"] == "unauthorized"
         with app.app_context():
             assert db.session.query(Product).count() == 0
+
+    def test_the_final_landing_page_says_signed_out(self, client):
+        page = client.get("/signed-out")
+        assert page.status_code == 200
+        assert "<h1>Signed out</h1>" in page.get_data(as_text=True)
 
     def test_provider_end_session_page_answers(self, client):
         sign_in(client)

@@ -13,7 +13,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import Field
 
 from app.auth.session import end_session, ensure_same_site_request, start_session
-from app.auth.signin import REDIRECT, LoginQuery, safe_next
+from app.auth.signin import HTML, REDIRECT, LoginQuery, safe_next, signed_out
 from app.errors import Forbidden
 from app.schemas.common import CleanText, RequestModel
 from app.schemas.users import Email
@@ -22,7 +22,6 @@ from app.services.users import ensure_enabled, sync_user
 bp = APIBlueprint(
     "signin", __name__, abp_tags=[Tag(name="sign-in", description="Development sign-in (AUTH_MODE=local)")]
 )
-HTML = {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 REFUSED = {
     "description": "A cross-site form (JSON), or a missing or wrong sign-in code: the form again for a browser, "
     "JSON (`signin_code_required`) for other clients",
@@ -92,4 +91,7 @@ def _refuse(form: LocalSignInForm):
 def logout():
     """Sign out of the development session."""
     end_session()
-    return redirect(url_for("index"))
+    return redirect(url_for("signin.signed_out"))
+
+
+bp.get("/signed-out", responses={200: HTML})(signed_out)

@@ -13,7 +13,7 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, redirect, session
+from flask import Flask, current_app, redirect, render_template, session
 from flask_openapi3 import APIBlueprint, Tag
 from joserfc.errors import JoseError
 from pydantic import Field
@@ -27,6 +27,7 @@ from app.services.users import ensure_enabled, sync_user
 
 log = logging.getLogger(__name__)
 REDIRECT = {"description": "Redirect (see Location)"}
+HTML = {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 PROFILE_CLAIMS = ("email", "name", "email_verified")
 
 bp = APIBlueprint("signin", __name__, abp_tags=[Tag(name="sign-in", description="Browser sign-in")])
@@ -150,7 +151,7 @@ def logout():
     """Sign out here, then at the provider (its end-session endpoint, or Auth0's /v2/logout)."""
     id_token = end_session()
     cfg = current_app.config
-    return_to = cfg["LOGOUT_REDIRECT_URL"] or public_url("index")
+    return_to = cfg["LOGOUT_REDIRECT_URL"] or public_url("signin.signed_out")
     provider = current_app.extensions["dmarket.auth"]["oauth"]
     if provider is None:
         return redirect(return_to)
@@ -165,6 +166,14 @@ def logout():
         return redirect(f"{end_session_endpoint}?{urlencode(params)}")
     auth0_params = urlencode({"client_id": cfg["CLIENT_ID"], "returnTo": return_to})
     return redirect(f"{cfg['AUTH0_ISSUER']}v2/logout?{auth0_params}")
+
+
+def signed_out():
+    """Where sign-out lands: says the session has ended."""
+    return render_template("signed_out.html")
+
+
+bp.get("/signed-out", responses={200: HTML})(signed_out)
 
 
 def oauth_client(app: Flask):

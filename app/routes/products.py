@@ -68,12 +68,27 @@ def get_product(path: ProductPath):
     return _product_response(products.get_product_or_404(path.product_id))
 
 
-@bp.post(
-    "/products/create",
-    responses={201: ProductOut, 409: ErrorOut, **PROTECTED},
-    security=SIGNED_IN,
-    openapi_extensions=response_headers(201, "ETag", "Location", sometimes=("Idempotent-Replayed",)),
-)
+# Each write answers on the seed's path (the contract the SPA uses) and on the conventional REST
+# path: the same view, rules, authentication and rate limit; the alias only has its own endpoint name.
+ALIAS = "The conventional REST path: the same operation as `{seed}`."
+CREATE = {
+    "responses": {201: ProductOut, 409: ErrorOut, **PROTECTED},
+    "security": SIGNED_IN,
+    "openapi_extensions": response_headers(201, "ETag", "Location", sometimes=("Idempotent-Replayed",)),
+}
+UPDATE = {
+    "responses": {200: ProductOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, **PROTECTED},
+    "security": SIGNED_IN,
+    "openapi_extensions": response_headers(200, "ETag"),
+}
+DELETE = {
+    "responses": {200: MessageOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, 401: ErrorOut},
+    "security": SIGNED_IN,
+}
+
+
+@bp.post("/products/create", **CREATE)
+@bp.post("/products", endpoint="create_product_rest", description=ALIAS.format(seed="POST /products/create"), **CREATE)
 @require_auth
 def create_product(body: ProductIn, header: IdempotencyHeader):
     """Create a product owned by the caller (send an Idempotency-Key to make retries safe)."""
@@ -89,11 +104,19 @@ def create_product(body: ProductIn, header: IdempotencyHeader):
     return response
 
 
+@bp.put("/products/<int:product_id>/update", **UPDATE)
 @bp.put(
-    "/products/<int:product_id>/update",
-    responses={200: ProductOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, **PROTECTED},
-    security=SIGNED_IN,
-    openapi_extensions=response_headers(200, "ETag"),
+    "/products/<int:product_id>",
+    endpoint="update_product_rest",
+    description=ALIAS.format(seed="PUT /products/{product_id}/update"),
+    **UPDATE,
+)
+@bp.patch(
+    "/products/<int:product_id>",
+    endpoint="patch_product_rest",
+    description="Updates are partial (any subset of the fields): the same operation as "
+    "`PUT /products/{product_id}/update`.",
+    **UPDATE,
 )
 @require_auth
 def update_product(path: ProductPath, body: ProductUpdate):
@@ -105,10 +128,12 @@ def update_product(path: ProductPath, body: ProductUpdate):
     return _product_response(product)
 
 
+@bp.delete("/products/<int:product_id>/delete", **DELETE)
 @bp.delete(
-    "/products/<int:product_id>/delete",
-    responses={200: MessageOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, 401: ErrorOut},
-    security=SIGNED_IN,
+    "/products/<int:product_id>",
+    endpoint="delete_product_rest",
+    description=ALIAS.format(seed="DELETE /products/{product_id}/delete"),
+    **DELETE,
 )
 @require_auth
 def delete_product(path: ProductPath):

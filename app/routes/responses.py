@@ -8,8 +8,9 @@ from app.schemas.common import ErrorOut
 
 # Statuses every authenticated write can answer besides its own (403: a cross-site cookie write).
 PROTECTED = {401: ErrorOut, 403: ErrorOut, 413: ErrorOut, 415: ErrorOut}
-# A bearer token, or the session cookie set by /login (writes by cookie need a trusted Origin).
-SIGNED_IN = [{"bearerAuth": []}, {"sessionCookie": []}]
+# A bearer token, or the session cookie set by /login (described in bearerAuth: not a scheme of its own,
+# since Swagger UI cannot send a cookie it was given; writes by cookie need a trusted Origin).
+SIGNED_IN = [{"bearerAuth": []}]
 
 
 def json_response(body, status: int = 200, headers: dict | None = None):

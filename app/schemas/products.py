@@ -71,7 +71,13 @@ SortKey = Literal["id", "-id", "name", "-name", "price", "-price", "created_at",
 class ProductIn(BaseModel):
     """A new product; the owner is always the caller, never the body."""
 
-    model_config = ConfigDict(extra="ignore")
+    # Swagger UI's "Try it out" starts from this example, not from strings generated to fit the rules.
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "example": {"name": "Desk lamp", "description": "Warm light, adjustable arm", "price": 19.99, "quantity": 3}
+        },
+    )
 
     name: Name
     description: Description | None = None
@@ -121,7 +127,11 @@ class ProductQuery(PageQuery):
     user_id: SafeQueryText = Field(
         default=None, description="Only products of this owner", json_schema_extra=drop_default
     )
-    sort: SortKey = Field(default="id", description="Sort key; prefix with - for descending")
+    sort: SortKey = Field(
+        default="-id",
+        description="Sort key; prefix with - for descending. The default, newest first, puts what was just "
+        "created on the first page (clients that list without parameters, like the SPA, show it).",
+    )
     cursor: str = Field(
         default=None,
         max_length=CURSOR_MAX_LENGTH,

@@ -1,0 +1,42 @@
+"""What a person does on the API's pages, as steps the browser tests share."""
+
+import json
+
+from playwright.sync_api import Page, expect
+
+CREATE = "operations-products-products_create_product_products_create_post"
+CREATE_REST = "operations-products-products_create_product_products_post"
+ME = "operations-users-users_me_me_get"
+# The local server's sign-in code (LOCAL_SIGNIN_CODE): a person opens the logged link, which carries it.
+SIGNIN_CODE = "browser-signin-code"
+
+
+def sign_in_locally(page: Page, api: str, email: str) -> str:
+    """The link the server logs (its sign-in code prefilled), the form filled and submitted; returns the token shown."""
+    page.goto(f"{api}/login?code={SIGNIN_CODE}")
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Signed in")
+    return page.locator("textarea").input_value()
+
+
+def open_swagger_ui(page: Page, api: str) -> None:
+    page.goto(f"{api}/openapi")
+    expect(page.locator(f"#{CREATE}")).to_be_visible()
+
+
+def execute(page: Page, operation: str, body: dict | None = None) -> tuple[int, dict]:
+    """Expand an operation, "Try it out", (fill the body), "Execute": the status and JSON Swagger UI shows."""
+    block = page.locator(f"#{operation}")
+    if not block.locator(".opblock-body").is_visible():
+        block.locator(".opblock-summary").first.click()
+    try_out = block.locator("button.try-out__btn")
+    if try_out.inner_text().strip() == "Try it out":
+        try_out.click()
+    if body is not None:
+        block.locator("textarea.body-param__text").fill(json.dumps(body))
+    block.locator("button.execute").click()
+    status = block.locator(".live-responses-table .response .response-col_status")
+    expect(status).to_be_visible()
+    text = block.locator(".live-responses-table .response .response-col_description pre").first.inner_text()
+    return int(status.inner_text().strip()), json.loads(text)
