@@ -50,7 +50,7 @@ def list_products(query: ProductQuery):
     headers = {"Link": pagination_links(page)}
     if page.total is not None:
         headers["X-Total-Count"] = str(page.total)
-    if page.total_is_lower_bound:
+    if page.truncated:
         headers["X-Search-Truncated"] = "true"
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor

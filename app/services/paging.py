@@ -33,7 +33,7 @@ class Page:
     page: int
     per_page: int
     next_cursor: str | None = None
-    total_is_lower_bound: bool = False  # a search counts its matches only up to a cap
+    truncated: bool = False  # a search that lists only its newest matches, more products matching
 
     @property
     def last_page(self) -> int:

@@ -71,9 +71,9 @@ def search_candidates(*, q: str, user_id: str | None, limit: int):
     else:
         # Tested row by row (PostgreSQL: through expressions the trigram indexes do not serve, so
         # the planner cannot trade the owner's index for a table-wide match set).
-        text = [func.coalesce(column, "") for column in (Product.name, Product.description)]
+        texts = [func.coalesce(column, "") for column in (Product.name, Product.description)]
         ids = select(Product.id).where(
-            Product.user_id == user_id, or_(*(t.icontains(q, autoescape=True) for t in text))
+            Product.user_id == user_id, or_(*(t.icontains(q, autoescape=True) for t in texts))
         )
     return ids.order_by(Product.id.desc()).limit(limit)
 
@@ -94,9 +94,10 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
     Public so the query plans can be checked (tests/test_explain.py): both must use indexes.
     """
     products = Product.__table__
-    if q:
-        found = search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT) if within is None else None
-        conditions = [products.c.id.in_(found) if within is None else _one_of(within)]
+    if q and within is not None:
+        conditions = [_one_of(within)]
+    elif q:
+        conditions = [products.c.id.in_(search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT))]
     else:
         conditions = _conditions(q=q, user_id=user_id)
     column, descending = products.c[sort.lstrip("-")], sort.startswith("-")
@@ -108,8 +109,11 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
         conditions.append(left < right if descending else left > right)
     order = [key.desc() if descending else key.asc() for key in keys]
     rows = select(products).where(*conditions).order_by(*order).limit(per_page + 1)
-    if cursor is not None or within is not None:  # with `within`, the caller has counted already
-        return rows.offset((page - 1) * per_page if cursor is None else 0), None
+    if cursor is not None:
+        return rows, None
+    rows = rows.offset((page - 1) * per_page)
+    if within is not None:  # the caller counted them already
+        return rows, None
     if q:
         matches = search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT + 1).subquery()
         total = select(func.count()).select_from(matches)
@@ -117,7 +121,7 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
         total = select(func.count()).select_from(products).where(*conditions)
     else:
         total = select(ProductStats.total)  # kept exact by triggers: no scan of the table
-    return rows.offset((page - 1) * per_page), total
+    return rows, total
 
 
 def list_products(
@@ -150,9 +154,7 @@ def list_products(
         items = items[:per_page]
         last = items[-1]
         next_cursor = encode_cursor(sort, getattr(last, sort.lstrip("-")), last.id)
-    return Page(
-        items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, total_is_lower_bound=truncated
-    )
+    return Page(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, truncated=truncated)
 
 
 def get_product_or_404(product_id: int, *, lock: bool = False) -> Product:
