@@ -10,6 +10,7 @@ import time
 from flask import Blueprint, Flask, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded
 
+from app import metrics
 from app.errors import error_response
 
 WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
@@ -41,6 +42,7 @@ def init_app(app: Flask) -> Limiter:
 
 
 def _rate_limited(exc: RateLimitExceeded):
+    metrics.rate_limited()
     current = current_app.extensions["dmarket.limiter"].current_limit
     reset_at = current.reset_at if current else time.time() + 60
     headers = {
