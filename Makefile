@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export FLASK_APP := wsgi.py
 
-.PHONY: run serve test test-postgres fuzz bench lint format clean
+.PHONY: run serve test test-postgres fuzz bench docker-check lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(VENV)/.dev
 		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; }; } || \
 		echo "wrk could not be installed: the Python load generator will be used"
 	$(BIN)/python -m bench
+
+## docker-check: build and run the image and compose.yaml under a real Docker engine (root; tools/docker-check/README.md)
+docker-check:
+	bash tools/docker-check/run.sh .
 
 ## lint: ruff lint and format check
 lint: $(VENV)/.dev
