@@ -174,7 +174,7 @@ def export():
     """The Prometheus text format; 404 to anyone else, so the endpoint is not even advertised."""
     if not _allowed():
         abort(404)
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest, multiprocess
 
     directory = current_app.config["METRICS_MULTIPROC_DIR"]
     if directory:
@@ -182,7 +182,7 @@ def export():
         multiprocess.MultiProcessCollector(registry, path=directory)
     else:
         registry = current_app.extensions[EXTENSION].registry
-    return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
 def token_rejected(message: str) -> None:
