@@ -15,9 +15,15 @@ import time
 
 import pytest
 import requests
+from alembic.script import ScriptDirectory
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, event, text
 
+from app import create_app
 from app.auth.local_issuer import LocalIssuer
 from app.config import DEFAULT_ADMIN_CLAIM, DEFAULT_LOCAL_AUDIENCE, DEFAULT_LOCAL_ISSUER
+from app.extensions import db
+from tests.databases import postgres_base_url, postgres_schema
 from tests.factories import bearer
 from tests.live import ROOT, LiveServer, free_port
 
@@ -104,9 +110,9 @@ class TestGunicornConfig:
 
 
 def fake_cgroup(root, files: dict[str, str]):
-    for name, text in files.items():
+    for name, content in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
+        (root / name).write_text(content)
     return str(root)
 
 
@@ -282,3 +288,80 @@ def test_health_probes_stay_out_of_the_access_log(app, settings):
         log = server.process.stderr.read()
     assert "GET /products 200" in log
     assert "GET /health" not in log
+
+
+TRIGRAM_INDEXES = ("ix_products_name_trgm", "ix_products_description_trgm")
+
+
+@pytest.fixture
+def pg_settings(settings):
+    """A PostgreSQL schema of its own (even when the suite runs on SQLite): 0003 only acts there."""
+    url = postgres_base_url() or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001  (any failure means: no server here)
+        pytest.skip(f"PostgreSQL is not reachable at {url}: {exc.__class__.__name__}")
+    with postgres_schema(url) as database_url:
+        yield {**settings, "DATABASE_URL": database_url}
+
+
+def trigram_indexes(conn) -> dict[str, tuple[int, bool]]:
+    """{name: (oid, valid)} of the search indexes in the schema on the search_path."""
+    rows = conn.execute(
+        text(
+            "SELECT c.relname, c.oid, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.oid = to_regclass(:a) OR c.oid = to_regclass(:b)"
+        ),
+        {"a": TRIGRAM_INDEXES[0], "b": TRIGRAM_INDEXES[1]},
+    )
+    return {name: (oid, valid) for name, oid, valid in rows}
+
+
+def test_migration_0003_builds_the_search_indexes_concurrently(pg_settings):
+    """CREATE INDEX CONCURRENTLY, outside any transaction: writes go on while a big table is indexed."""
+    app = create_app(pg_settings)
+    statements = []
+
+    def record(conn, _cursor, statement, *_):
+        statements.append((" ".join(statement.split()), conn.connection.dbapi_connection.autocommit))
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", record)
+        upgrade()
+        with db.engine.connect() as conn:
+            built = trigram_indexes(conn)
+        db.engine.dispose()
+    for name in TRIGRAM_INDEXES:
+        assert [
+            auto for sql, auto in statements if sql.startswith(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ")
+        ] == [True]
+        assert built[name][1] is True
+
+
+def test_migration_0003_keeps_indexes_built_beforehand_and_rebuilds_an_invalid_one(pg_settings):
+    """An operator pre-builds the indexes by hand; an interrupted concurrent build leaves one INVALID."""
+    app = create_app(pg_settings)
+    with app.app_context():
+        upgrade(revision="0002")
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for name, column in zip(TRIGRAM_INDEXES, ("name", "description"), strict=True):
+                conn.execute(
+                    text(f"CREATE INDEX CONCURRENTLY {name} ON products USING gin ({column} public.gin_trgm_ops)")
+                )
+            conn.execute(
+                text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(:name)"),
+                {"name": TRIGRAM_INDEXES[1]},
+            )
+            before = trigram_indexes(conn)
+        upgrade()
+        with db.engine.connect() as conn:
+            after = trigram_indexes(conn)
+            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        db.engine.dispose()
+    assert before[TRIGRAM_INDEXES[1]][1] is False
+    assert after[TRIGRAM_INDEXES[0]] == before[TRIGRAM_INDEXES[0]]  # kept as it was: same index, valid
+    assert after[TRIGRAM_INDEXES[1]][1] is True and after[TRIGRAM_INDEXES[1]][0] != before[TRIGRAM_INDEXES[1]][0]
+    assert version == ScriptDirectory(str(ROOT / "migrations")).get_current_head()
