@@ -170,16 +170,14 @@ check "docker stop (idle): ${STOP_S}s, exit $EXIT, gunicorn 'Shutting down: Mast
 
 # --- 5. docker stop with a request in flight (slow client holds a sync worker) ---------------
 say "--- run B: docker stop (Docker's default 10 s) while a client holds a worker"
-for T in default; do
-    C=$(docker run -d -p "$P:5000" "$IMAGE"); STARTED+=("$C"); wait_http "$B/health"
-    python3 -c "import socket,time; s=socket.create_connection(('127.0.0.1',$P)); s.sendall(b'GET /products HTTP/1.1\r\nHost: x\r\n'); time.sleep(60)" &
-    SLOWPID=$!; sleep 1
-    t0=$(now); docker stop "$C" >/dev/null; s=$(secs "$t0" "$(now)")
-    e=$(docker inspect "$C" --format '{{.State.ExitCode}}')
-    check "docker stop with a request in flight: ${s}s, exit $e (137 = killed before gunicorn finished)" \
-        bash -c "[[ $e == 0 ]] && docker logs $C 2>&1 | grep -q 'Shutting down: Master'"
-    kill "$SLOWPID" 2>/dev/null; SLOWPID=
-done
+C=$(docker run -d -p "$P:5000" "$IMAGE"); STARTED+=("$C"); wait_http "$B/health"
+python3 -c "import socket,time; s=socket.create_connection(('127.0.0.1',$P)); s.sendall(b'GET /products HTTP/1.1\r\nHost: x\r\n'); time.sleep(60)" &
+SLOWPID=$!; sleep 1
+t0=$(now); docker stop "$C" >/dev/null; s=$(secs "$t0" "$(now)")
+e=$(docker inspect "$C" --format '{{.State.ExitCode}}')
+check "docker stop with a request in flight: ${s}s, exit $e (137 = killed before gunicorn finished)" \
+    bash -c "[[ $e == 0 ]] && docker logs $C 2>&1 | grep -q 'Shutting down: Master'"
+kill "$SLOWPID" 2>/dev/null; SLOWPID=
 
 # --- 5b. a CPU-limited container sizes its workers from its quota and affinity --------------
 say "--- run D: docker run --cpus=0.5 --cpuset-cpus=0 (expect 2 x 1 + 1 = 3 workers)"
@@ -204,6 +202,8 @@ code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST "$B/products/create
 check "POST /products/create as uid 12345 -> 201 (got $code)" test "$code" = 201
 say "      $(docker exec "$C" ls -ln instance | tail -n +2 | awk '{print $1, $3, $4, $NF}' | tr '\n' ';')"
 check "no PermissionError in the log" bash -c "! docker logs $C 2>&1 | grep -q PermissionError"
+check "the SQLite database is group-writable for the next UID: $(docker exec "$C" stat -c %A instance/dmarket.sqlite3)" \
+    test "$(docker exec "$C" stat -c %A instance/dmarket.sqlite3)" = -rw-rw-r--
 t0=$(now); docker stop "$C" >/dev/null; s=$(secs "$t0" "$(now)")
 check "docker stop: ${s}s, exit $(docker inspect "$C" --format '{{.State.ExitCode}}')" test "$(docker inspect "$C" --format '{{.State.ExitCode}}')" = 0
 
