@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -365,3 +366,50 @@ def test_migration_0003_keeps_indexes_built_beforehand_and_rebuilds_an_invalid_o
     assert after[TRIGRAM_INDEXES[0]] == before[TRIGRAM_INDEXES[0]]  # kept as it was: same index, valid
     assert after[TRIGRAM_INDEXES[1]][1] is True and after[TRIGRAM_INDEXES[1]][0] != before[TRIGRAM_INDEXES[1]][0]
     assert version == ScriptDirectory(str(ROOT / "migrations")).get_current_head()
+
+
+def test_migration_0003_retries_a_build_that_deadlocks_with_a_concurrent_analyze(pg_settings):
+    """A database-wide ANALYZE holding an old snapshot deadlocks with CREATE INDEX CONCURRENTLY: retry, don't fail."""
+    app = create_app(pg_settings)
+    statements, failures = [], []
+
+    def record(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    def migrate():
+        with app.app_context():
+            try:
+                upgrade()
+            except Exception as exc:  # noqa: BLE001  (reported by the assertion below)
+                failures.append(exc)
+
+    with app.app_context():
+        upgrade(revision="0002")
+        event.listen(db.engine, "before_cursor_execute", record)
+        engine = create_engine(db.engine.url)
+    maintenance = engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    maintenance.execute(text("SELECT 1"))  # a snapshot the concurrent build must wait for
+    watcher = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    migration = threading.Thread(target=migrate)
+    migration.start()
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + 10
+    while not watcher.execute(text(waiting)).scalar():
+        assert time.monotonic() < deadline, "the concurrent build never waited"
+        time.sleep(0.05)
+    maintenance.execute(text("ANALYZE products"))  # waits on the build, which waits on us: PostgreSQL cancels the build
+    maintenance.commit()
+    migration.join(timeout=60)
+    with app.app_context():
+        with db.engine.connect() as conn:
+            built = trigram_indexes(conn)
+        db.engine.dispose()
+    maintenance.close()
+    watcher.close()
+    engine.dispose()
+    assert failures == []
+    assert sum(s.startswith("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_products_name_trgm") for s in statements) == 2
+    assert [valid for _oid, valid in built.values()] == [True, True]
