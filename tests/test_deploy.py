@@ -13,18 +13,19 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import pytest
 import requests
 from alembic.script import ScriptDirectory
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, make_url, text
 
 from app import create_app
 from app.auth.local_issuer import LocalIssuer
 from app.config import DEFAULT_ADMIN_CLAIM, DEFAULT_LOCAL_AUDIENCE, DEFAULT_LOCAL_ISSUER
 from app.extensions import db
-from tests.databases import postgres_base_url, postgres_schema
+from tests.databases import postgres_base_url
 from tests.factories import bearer
 from tests.live import ROOT, LiveServer, free_port
 
@@ -296,17 +297,26 @@ TRIGRAM_INDEXES = ("ix_products_name_trgm", "ix_products_description_trgm")
 
 @pytest.fixture
 def pg_settings(settings):
-    """A PostgreSQL schema of its own (even when the suite runs on SQLite): 0003 only acts there."""
-    url = postgres_base_url() or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    """A PostgreSQL database of its own (even when the suite runs on SQLite): 0003 only acts there.
+
+    A database, not a schema: a concurrent index build waits for every older snapshot in its
+    database, and the migration lock is per database, so other sessions must not share it.
+    """
+    url = make_url(postgres_base_url() or "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    server = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    name = f"test_ops_{uuid.uuid4().hex[:12]}"
     try:
-        engine = create_engine(url)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
+        with server.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001  (any failure means: no server here)
-        pytest.skip(f"PostgreSQL is not reachable at {url}: {exc.__class__.__name__}")
-    with postgres_schema(url) as database_url:
-        yield {**settings, "DATABASE_URL": database_url}
+        server.dispose()
+        pytest.skip(f"PostgreSQL is not reachable at {url.host}:{url.port}: {exc.__class__.__name__}")
+    try:
+        yield {**settings, "DATABASE_URL": url.set(database=name).render_as_string(hide_password=False)}
+    finally:
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
 def trigram_indexes(conn) -> dict[str, tuple[int, bool]]:
@@ -348,10 +358,9 @@ def test_migration_0003_keeps_indexes_built_beforehand_and_rebuilds_an_invalid_o
     with app.app_context():
         upgrade(revision="0002")
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
             for name, column in zip(TRIGRAM_INDEXES, ("name", "description"), strict=True):
-                conn.execute(
-                    text(f"CREATE INDEX CONCURRENTLY {name} ON products USING gin ({column} public.gin_trgm_ops)")
-                )
+                conn.execute(text(f"CREATE INDEX CONCURRENTLY {name} ON products USING gin ({column} gin_trgm_ops)"))
             conn.execute(
                 text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(:name)"),
                 {"name": TRIGRAM_INDEXES[1]},
