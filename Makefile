@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export FLASK_APP := wsgi.py
 
-.PHONY: help run serve test test-postgres fuzz bench lint format clean
+.PHONY: help run serve test test-postgres fuzz bench docker-check lint format clean
 .DEFAULT_GOAL := help
 
 ## help: list these targets
@@ -61,6 +61,10 @@ bench: $(VENV)/.dev
 		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; }; } || \
 		echo "wrk could not be installed: the Python load generator will be used"
 	$(BIN)/python -m bench
+
+## docker-check: build and run the image and compose.yaml under a real Docker engine (root; tools/docker-check/README.md)
+docker-check:
+	bash tools/docker-check/run.sh .
 
 ## lint: ruff lint and format check
 lint: $(VENV)/.dev

@@ -1,23 +1,65 @@
 """gunicorn settings, all from the environment: `gunicorn -c gunicorn.conf.py wsgi:app`."""
 
-import multiprocessing
+import math
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from app.logs import RequestIdFilter, make_formatter
 
+
+def usable_cpus(cgroup: str = "/sys/fs/cgroup", affinity: set | None = None) -> int:
+    """CPUs this process may really use: its affinity, capped by a cgroup v2 or v1 CPU quota (rounded up).
+
+    A container limited with `--cpus=0.5 --cpuset-cpus=0` still sees every host core in
+    os.cpu_count(); sizing workers from that overloads the quota it is given.
+    """
+    if affinity is None:
+        affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cpus = max(1, len(affinity))
+    quota = _cgroup_cpu_quota(Path(cgroup))
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return cpus
+
+
+def _cgroup_cpu_quota(root: Path) -> float | None:
+    """CPUs' worth of quota: cgroup v2 `cpu.max` ("50000 100000"), else v1 `cpu.cfs_quota_us`/`cpu.cfs_period_us`."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for controller in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+        try:
+            quota = int((root / controller / "cpu.cfs_quota_us").read_text())
+            period = int((root / controller / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return quota / period if quota > 0 and period > 0 else None
+    return None
+
+
 host = os.environ.get("HOST", "127.0.0.1")
 bind = os.environ.get("GUNICORN_BIND", f"{host}:{os.environ.get('PORT', '5000')}")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+workers = int(os.environ.get("WEB_CONCURRENCY") or usable_cpus() * 2 + 1)
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+# Docker (and Kubernetes) wait 10 s after SIGTERM before SIGKILL: finish or drop in-flight
+# requests before that, so a stop exits 0 and says "Shutting down: Master".
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "8"))
 keepalive = 5
 # Recycle workers now and then so a slow leak can never grow without bound.
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "10000"))
 max_requests_jitter = max_requests // 10
 # gunicorn's control socket sits at one path per user: several servers on a host would collide.
 control_socket_disable = True
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# X-Forwarded-* are read by the app alone (ProxyFix, TRUSTED_PROXIES hops deep). gunicorn's own
+# handling would apply first, from any address it trusts, and without counting hops: e.g.
+# `X-Forwarded-Ssl: on` from 127.0.0.1 would make the app believe it is on HTTPS.
+forwarded_allow_ips = ""
+secure_scheme_headers = {}
 
 # The app writes the access log itself (one line per request, with its request id), so
 # gunicorn's own would only repeat it; gunicorn's messages use the app's format.
@@ -38,3 +80,42 @@ logconfig_dict = {
     "root": {"handlers": ["stderr"], "level": "WARNING"},
     "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
 }
+
+
+def on_starting(server):
+    """Metrics (when enabled) are kept per worker in PROMETHEUS_MULTIPROC_DIR: start it empty."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        for stale in Path(path).glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dmarket-metrics-")
+        server._dmarket_metrics_tmp = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def child_exit(server, worker):
+    """A dead worker's gauges (pool connections in use) must stop counting; its counters stay."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def on_exit(server):
+    tmp = getattr(server, "_dmarket_metrics_tmp", None)
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def post_worker_init(worker):
+    """No `Server: gunicorn` banner: it tells a scanner what to try, and the client nothing."""
+    from gunicorn.http import wsgi
+
+    if not getattr(wsgi.Response.default_headers, "without_server", False):
+        default_headers = wsgi.Response.default_headers
+
+        def without_server(self):
+            return [line for line in default_headers(self) if not line.startswith("Server:")]
+
+        without_server.without_server = True
+        wsgi.Response.default_headers = without_server

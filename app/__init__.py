@@ -5,7 +5,7 @@ from flask_openapi3 import Info
 from flask_openapi3_swagger.templates import swagger_html_string
 from sqlalchemy import event
 
-from app import auth, limits
+from app import auth, limits, metrics
 from app.config import ConfigError, load_settings
 from app.errors import register_error_handlers, validation_error_response
 from app.extensions import cors, db, migrate
@@ -67,6 +67,7 @@ def create_app(config: dict | None = None) -> DMarketOpenAPI:
     register_body_guard(app)
     register_blueprints(app, limiter)
     register_error_handlers(app)
+    metrics.init_app(app)
     return app
 
 

@@ -1,5 +1,6 @@
 """Settings: read from the environment once, checked, and handed to Flask's config."""
 
+import ipaddress
 import os
 import re
 import secrets
@@ -199,6 +200,27 @@ def _public_url(env: Mapping, app_env: str, *, needed: bool) -> str | None:
     return value.rstrip("/")
 
 
+def _metrics(env: Mapping) -> dict:
+    """/metrics is off unless enabled; then open to METRICS_ALLOW_IPS (loopback) or a METRICS_TOKEN bearer."""
+    networks = []
+    entries = [e.strip() for e in (_str(env, "METRICS_ALLOW_IPS", "127.0.0.1,::1") or "").split(",") if e.strip()]
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ConfigError(f"METRICS_ALLOW_IPS entries must be addresses or networks, got {entry!r}") from None
+    token = _str(env, "METRICS_TOKEN")
+    if token is not None and len(token) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters")
+    return {
+        "METRICS_ENABLED": _bool(env, "METRICS_ENABLED", False),
+        "METRICS_ALLOW_IPS": tuple(networks),
+        "METRICS_TOKEN": token,
+        # Set by gunicorn.conf.py (or the operator): every worker's numbers are added up from there.
+        "METRICS_MULTIPROC_DIR": _str(env, "PROMETHEUS_MULTIPROC_DIR"),
+    }
+
+
 def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
     domain = _str(env, "AUTH0_DOMAIN")
     issuer = _str(env, "AUTH0_ISSUER")
@@ -289,6 +311,7 @@ def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
         "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME", 8 * 3600, minimum=60),
         "LOG_LEVEL": (_str(env, "LOG_LEVEL", "INFO")).upper(),
         **_serving(env),
+        **_metrics(env),
         **_auth(env, app_env, instance_path),
     }
     if settings["LOG_LEVEL"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -19,6 +19,8 @@ from app.errors import ApiError, UnsupportedMediaType, ValidationFailed
 access_log = logging.getLogger("app.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Health probes and metrics scrapes come every few seconds forever: at INFO they would bury the traffic.
+PROBE_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
 JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
 # Pages (Swagger UI, the local sign-in page): our own assets; inline scripts only by hash.
@@ -112,7 +114,8 @@ def require_json_object() -> None:
 def _finish_request(response):
     response.headers["X-Request-ID"] = g.get("request_id", "-")
     elapsed_ms = (time.perf_counter() - g.get("start", time.perf_counter())) * 1000
-    access_log.info(
+    access_log.log(
+        logging.DEBUG if request.path in PROBE_PATHS else logging.INFO,
         "%s %s %s %.1fms",
         request.method,
         request.path,

@@ -13,6 +13,7 @@ import time
 from flask import Blueprint, Flask, current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
 
+from app import metrics
 from app.auth.decorators import identify_quietly
 from app.errors import error_response
 
@@ -47,6 +48,7 @@ def init_app(app: Flask) -> Limiter:
 
 
 def _rate_limited(exc: RateLimitExceeded):
+    metrics.rate_limited()
     current = current_app.extensions["dmarket.limiter"].current_limit
     reset_at = current.reset_at if current else time.time() + 60
     headers = {

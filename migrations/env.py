@@ -1,4 +1,5 @@
 import logging
+import time
 from logging.config import fileConfig
 
 from alembic import context
@@ -17,7 +18,9 @@ fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 # Every instance runs `flask db upgrade` as it starts (boot.sh). On PostgreSQL they take this
-# transaction-level advisory lock first: one migrates, the others wait, then find nothing to do.
+# advisory lock first: one migrates, the others wait, then find nothing to do. It is held by the
+# session, not a transaction: a migration's autocommit block (CREATE INDEX CONCURRENTLY, 0003)
+# commits the transaction it interrupts, and the lock must outlive that.
 MIGRATION_LOCK = 0x444D61726B6574  # "DMarket"
 
 
@@ -95,13 +98,27 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        postgresql = connection.dialect.name == "postgresql"
         conf_args.setdefault("include_object", include_object_for(connection.dialect.name))
+        # One transaction per migration on PostgreSQL, as Alembic advises with autocommit blocks.
+        conf_args.setdefault("transaction_per_migration", postgresql)
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
-        with context.begin_transaction():
-            if connection.dialect.name == "postgresql":
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            context.run_migrations()
+        if postgresql:
+            # Poll rather than block: a session waiting inside pg_advisory_lock holds a snapshot,
+            # and CREATE INDEX CONCURRENTLY waits for every older snapshot (a deadlock).
+            while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": MIGRATION_LOCK}).scalar():
+                connection.rollback()
+                time.sleep(0.2)
+            connection.commit()
+        try:
+            with context.begin_transaction():
+                context.run_migrations()
+        finally:
+            if postgresql:
+                connection.rollback()
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
 
 
 if context.is_offline_mode():

@@ -5,6 +5,7 @@ import logging
 from flask import Flask
 from flask_openapi3 import APIBlueprint
 
+from app import metrics
 from app.auth import session
 from app.auth.decorators import authenticate_if_required, current_identity, require_admin, require_auth
 from app.auth.local_issuer import LocalIssuer
@@ -35,7 +36,7 @@ def init_app(app: Flask) -> None:
         _announce_signin_code(cfg)
     else:
         fetch = fetch_oidc_jwks(cfg["AUTH0_ISSUER"], timeout=cfg["HTTP_TIMEOUT"])
-    keys = JWKSCache(fetch, min_refresh=cfg["JWKS_MIN_REFRESH_SECONDS"])
+    keys = JWKSCache(metrics.watch_jwks(app, fetch), min_refresh=cfg["JWKS_MIN_REFRESH_SECONDS"])
     verifier = TokenVerifier(
         keys=keys, issuer=cfg["AUTH0_ISSUER"], audience=cfg["API_AUDIENCE"], leeway=cfg["JWT_LEEWAY"]
     )

@@ -11,6 +11,7 @@ from functools import wraps
 
 from flask import current_app, g, request
 
+from app import metrics
 from app.auth.session import end_session, ensure_same_site_request, session_token
 from app.auth.verifier import InvalidToken, IssuerUnavailable
 from app.errors import Forbidden, ServiceUnavailable, Unauthorized
@@ -108,6 +109,7 @@ def _identity(token: str, *, via: str) -> Identity:
     try:
         claims = current_app.extensions["dmarket.auth"]["verifier"].verify(token)
     except InvalidToken as exc:
+        metrics.token_rejected(str(exc))
         if via == "session":
             end_session()
             raise Unauthorized(
