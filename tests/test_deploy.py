@@ -220,18 +220,18 @@ def test_gunicorn_leaves_forwarded_scheme_headers_to_trusted_proxies(app, settin
         for headers in forged:
             listing = requests.get(f"{server.url}/products?per_page=1", headers=headers, timeout=5)
             assert listing.status_code == 200 and listing.json() == []
-            assert listing.headers["Link"].startswith(f"<{server.url}/products?"), headers
             assert "Strict-Transport-Security" not in listing.headers, headers
             login = requests.get(f"{server.url}/login", headers=headers, allow_redirects=False, timeout=5)
             assert login.status_code == 302
             assert "Secure" not in login.headers["Set-Cookie"] and "SameSite=Lax" in login.headers["Set-Cookie"]
     with LiveServer({**settings, "TRUSTED_PROXIES": "1"}, workers=1) as server:
         listing = requests.get(f"{server.url}/products", headers={"X-Forwarded-Proto": "https"}, timeout=5)
-        assert listing.headers["Link"].startswith("<https://")
         assert "Strict-Transport-Security" in listing.headers
+        login = requests.get(f"{server.url}/login", headers={"X-Forwarded-Proto": "https"}, allow_redirects=False, timeout=5)
+        assert "Secure" in login.headers["Set-Cookie"] and "SameSite=None" in login.headers["Set-Cookie"]
         # The app's ProxyFix reads X-Forwarded-Proto only; gunicorn's other scheme headers stay ignored.
         listing = requests.get(f"{server.url}/products", headers={"X-Forwarded-Ssl": "on"}, timeout=5)
-        assert listing.headers["Link"].startswith("<http://") and "Strict-Transport-Security" not in listing.headers
+        assert "Strict-Transport-Security" not in listing.headers
 
 
 @pytest.mark.slow
