@@ -227,7 +227,9 @@ def test_gunicorn_leaves_forwarded_scheme_headers_to_trusted_proxies(app, settin
     with LiveServer({**settings, "TRUSTED_PROXIES": "1"}, workers=1) as server:
         listing = requests.get(f"{server.url}/products", headers={"X-Forwarded-Proto": "https"}, timeout=5)
         assert "Strict-Transport-Security" in listing.headers
-        login = requests.get(f"{server.url}/login", headers={"X-Forwarded-Proto": "https"}, allow_redirects=False, timeout=5)
+        login = requests.get(
+            f"{server.url}/login", headers={"X-Forwarded-Proto": "https"}, allow_redirects=False, timeout=5
+        )
         assert "Secure" in login.headers["Set-Cookie"] and "SameSite=None" in login.headers["Set-Cookie"]
         # The app's ProxyFix reads X-Forwarded-Proto only; gunicorn's other scheme headers stay ignored.
         listing = requests.get(f"{server.url}/products", headers={"X-Forwarded-Ssl": "on"}, timeout=5)
