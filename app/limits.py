@@ -1,18 +1,49 @@
 """Rate limits per client: the signed-in user when known, else the client's IP address.
 
-One Limiter per app (its counters live in RATELIMIT_STORAGE_URI: memory per process, or
-Redis shared by every worker and host). It runs after authentication, so a request that
-carries valid credentials is counted against its user, wherever it comes from.
+Counters live in RATELIMIT_STORAGE_URI (memory per process, or Redis shared by every worker
+and host), kept by the `limits` library's fixed-window strategy. The budgets are parsed once
+per app and checked by one before-request hook: a request costs one counter increment per
+budget that applies (two for a write), not a per-request resolution of decorated limits
+(Flask-Limiter's generic machinery cost ~0.25 ms per request). It runs after
+authentication, so a request that carries valid credentials is counted against its user,
+wherever it comes from.
 """
 
+import logging
 import time
+from dataclasses import dataclass
 
-from flask import Blueprint, Flask, current_app, g, request
-from flask_limiter import Limiter, RateLimitExceeded
+from flask import Blueprint, Flask, g, request
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from app.errors import error_response
 
-WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
+log = logging.getLogger(__name__)
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# After the shared storage failed, count in memory for this long before trying it again.
+STORAGE_RETRY_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One parsed limit; `scope` names its counter (every route of a scope shares it)."""
+
+    item: RateLimitItem
+    scope: str
+
+    @property
+    def description(self) -> str:
+        return str(self.item)  # e.g. "60 per 1 minute"
+
+
+class RateLimitExceeded(Exception):
+    def __init__(self, budget: Budget, reset_at: float):
+        super().__init__(budget.description)
+        self.budget = budget
+        self.reset_at = reset_at
 
 
 def client_key() -> str:
@@ -22,42 +53,91 @@ def client_key() -> str:
     return f"ip:{request.remote_addr}"
 
 
-def init_app(app: Flask) -> Limiter:
-    limiter = Limiter(
-        key_func=client_key,
-        # One budget per client across every route; writes and sign-in have tighter ones too.
-        application_limits=[lambda: current_app.config["RATELIMIT_DEFAULT"]],
-        # Flask-Limiter's own headers would also stamp Retry-After on every other response
-        # (a 503's included); ours go on the 429 only.
-        headers_enabled=False,
-        # Limits protect the service; an unreachable Redis must not take the API down with it.
-        swallow_errors=True,
-        in_memory_fallback_enabled=True,
-    )
-    limiter.init_app(app)
+def _login_key() -> str:
+    return f"ip:{request.remote_addr}"
+
+
+class RateLimiter:
+    """Every budget of the app, parsed once; `check()` spends one unit of each that applies."""
+
+    def __init__(self, app: Flask):
+        cfg = app.config
+        self.enabled = cfg["RATELIMIT_ENABLED"]
+        self.prefix = cfg["RATELIMIT_KEY_PREFIX"]
+        self.default = [Budget(item, "all") for item in parse_many(cfg["RATELIMIT_DEFAULT"])]
+        self.writes = [Budget(item, "writes") for item in parse_many(cfg["RATELIMIT_WRITES"])]
+        self.login = [Budget(item, "login") for item in parse_many(cfg["RATELIMIT_LOGIN"])]
+        self.write_blueprints: set[str] = set()
+        self.login_blueprints: set[str] = set()
+        self.exempt_blueprints: set[str] = set()
+        self._shared = FixedWindowRateLimiter(storage_from_string(cfg["RATELIMIT_STORAGE_URI"]))
+        self._memory = FixedWindowRateLimiter(MemoryStorage())
+        self._shared_failed_at = float("-inf")
+
+    def exempt(self, bp: Blueprint) -> None:
+        self.exempt_blueprints.add(bp.name)
+
+    def _strategy(self) -> FixedWindowRateLimiter:
+        if time.monotonic() - self._shared_failed_at < STORAGE_RETRY_SECONDS:
+            return self._memory
+        return self._shared
+
+    def _hit(self, budget: Budget, key: str) -> bool:
+        strategy = self._strategy()
+        try:
+            return strategy.hit(budget.item, self.prefix, key, budget.scope)
+        except Exception:  # noqa: BLE001 (any storage error): limits protect the service, they must not take it down
+            if strategy is self._memory:
+                raise
+            log.warning("rate limit storage unreachable: counting in memory for %ss", STORAGE_RETRY_SECONDS)
+            self._shared_failed_at = time.monotonic()
+            return self._memory.hit(budget.item, self.prefix, key, budget.scope)
+
+    def check(self) -> None:
+        """The before-request hook: 429 (RateLimitExceeded) once a budget of this client is spent."""
+        blueprint = request.blueprint
+        if not self.enabled or request.endpoint is None or blueprint in self.exempt_blueprints:
+            return
+        key = client_key()
+        budgets = self.default
+        if blueprint in self.write_blueprints and request.method in WRITE_METHODS:
+            budgets = self.writes + budgets
+        elif blueprint in self.login_blueprints:
+            self._spend(self.login, _login_key())
+        self._spend(budgets, key)
+
+    def _spend(self, budgets: list[Budget], key: str) -> None:
+        for budget in budgets:
+            if not self._hit(budget, key):
+                stats = self._strategy().get_window_stats(budget.item, self.prefix, key, budget.scope)
+                raise RateLimitExceeded(budget, stats.reset_time)
+
+
+def init_app(app: Flask) -> RateLimiter:
+    limiter = RateLimiter(app)
     app.extensions["dmarket.limiter"] = limiter
+    app.before_request(limiter.check)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     return limiter
 
 
 def _rate_limited(exc: RateLimitExceeded):
-    current = current_app.extensions["dmarket.limiter"].current_limit
-    reset_at = current.reset_at if current else time.time() + 60
     headers = {
-        "Retry-After": str(max(1, int(reset_at - time.time()))),
-        "X-RateLimit-Limit": str(exc.limit.limit.amount),
+        "Retry-After": str(max(1, int(exc.reset_at - time.time()))),
+        "X-RateLimit-Limit": str(exc.budget.item.amount),
         "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Reset": str(int(reset_at)),
+        "X-RateLimit-Reset": str(int(exc.reset_at)),
     }
-    return error_response(429, "rate_limited", f"Too many requests: the limit is {exc.description}.", headers=headers)
+    return error_response(
+        429, "rate_limited", f"Too many requests: the limit is {exc.budget.description}.", headers=headers
+    )
 
 
-def limit_writes(limiter: Limiter, *blueprints: Blueprint) -> None:
-    for bp in blueprints:
-        limiter.limit(lambda: current_app.config["RATELIMIT_WRITES"], methods=WRITE_METHODS, override_defaults=False)(
-            bp
-        )
+def limit_writes(limiter: RateLimiter, *blueprints: Blueprint) -> None:
+    """POST/PUT/PATCH/DELETE on these blueprints also spend the client's RATELIMIT_WRITES budget."""
+    limiter.write_blueprints.update(bp.name for bp in blueprints)
 
 
-def limit_sign_in(limiter: Limiter, bp: Blueprint) -> None:
-    limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], key_func=lambda: f"ip:{request.remote_addr}")(bp)
+def limit_sign_in(limiter: RateLimiter, bp: Blueprint) -> None:
+    """Sign-in routes also spend a RATELIMIT_LOGIN budget per IP address."""
+    limiter.login_blueprints.add(bp.name)
