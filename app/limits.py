@@ -10,12 +10,14 @@ wherever it comes from.
 """
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from flask import Blueprint, Flask, g, request
 from limits import RateLimitItem, parse_many
-from limits.storage import MemoryStorage, storage_from_string
+from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from app.errors import error_response
@@ -46,6 +48,38 @@ class RateLimitExceeded(Exception):
         self.reset_at = reset_at
 
 
+class MemoryWindows:
+    """Fixed-window counters in this process (memory://), with `FixedWindowRateLimiter`'s interface.
+
+    `limits`' MemoryStorage starts a timer thread every 10 ms to expire keys: at a thousand
+    requests a second that is a thread start every few requests. Here expired windows are
+    dropped lazily instead, when the table has grown.
+    """
+
+    PURGE_AT = 10_000
+
+    def __init__(self):
+        self._windows: dict[str, list] = {}  # key -> [window end (epoch seconds), count]
+        self._lock = threading.Lock()
+
+    def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
+        key, now = item.key_for(*identifiers), time.time()
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None or window[0] <= now:
+                if len(self._windows) >= self.PURGE_AT:
+                    self._windows = {k: w for k, w in self._windows.items() if w[0] > now}
+                window = self._windows[key] = [now + item.get_expiry(), 0]
+            window[1] += cost
+            return window[1] <= item.amount
+
+    def get_window_stats(self, item: RateLimitItem, *identifiers: str):
+        window = self._windows.get(item.key_for(*identifiers))
+        if window is None or window[0] <= time.time():
+            return SimpleNamespace(reset_time=time.time() + item.get_expiry(), remaining=item.amount)
+        return SimpleNamespace(reset_time=window[0], remaining=max(0, item.amount - window[1]))
+
+
 def client_key() -> str:
     identity = g.get("identity")
     if identity is not None:
@@ -70,14 +104,15 @@ class RateLimiter:
         self.write_blueprints: set[str] = set()
         self.login_blueprints: set[str] = set()
         self.exempt_blueprints: set[str] = set()
-        self._shared = FixedWindowRateLimiter(storage_from_string(cfg["RATELIMIT_STORAGE_URI"]))
-        self._memory = FixedWindowRateLimiter(MemoryStorage())
+        uri = cfg["RATELIMIT_STORAGE_URI"]
+        self._memory = MemoryWindows()
+        self._shared = self._memory if uri.startswith("memory://") else FixedWindowRateLimiter(storage_from_string(uri))
         self._shared_failed_at = float("-inf")
 
     def exempt(self, bp: Blueprint) -> None:
         self.exempt_blueprints.add(bp.name)
 
-    def _strategy(self) -> FixedWindowRateLimiter:
+    def _strategy(self):
         if time.monotonic() - self._shared_failed_at < STORAGE_RETRY_SECONDS:
             return self._memory
         return self._shared

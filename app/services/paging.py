@@ -21,6 +21,7 @@ class Page:
     page: int
     per_page: int
     next_cursor: str | None = None
+    etag: str | None = None  # a strong validator of the page (see products.list_products)
 
     @property
     def last_page(self) -> int:

@@ -1,5 +1,7 @@
 """Product rules: listing, lookup with rights, and changes with optimistic locking."""
 
+import hashlib
+
 from sqlalchemy import bindparam, func, literal_column, or_, select, table, tuple_
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -62,6 +64,27 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
     return rows.offset((page - 1) * per_page), total
 
 
+def _page_rows(rows, count, page: int, *columns) -> tuple[list, int | None]:
+    """The page's rows and the total in one statement: the count rides along as a scalar subquery
+    (evaluated once by both databases). Only a page past the end, which has no row to carry it,
+    asks for the count on its own."""
+    if columns:
+        rows = rows.with_only_columns(*columns)
+    if count is None:
+        return db.session.execute(rows).all(), None
+    items = db.session.execute(rows.add_columns(count.scalar_subquery().label("total_count"))).all()
+    if items:
+        return items, items[0].total_count
+    return items, (db.session.scalar(count) if page > 1 else 0)
+
+
+def _page_etag(params: dict, total: int | None, items) -> str:
+    """A strong validator of the whole answer: the query, the total, and each row's id and version
+    (every change of a row bumps its version; ids are never reused)."""
+    state = (sorted(params.items()), total, [(row.id, row.version) for row in items])
+    return hashlib.blake2b(repr(state).encode(), digest_size=16).hexdigest()
+
+
 def list_products(
     *, page: int, per_page: int, sort: str, q: str | None = None, user_id: str | None = None, cursor: str | None = None
 ) -> Page:
@@ -70,15 +93,38 @@ def list_products(
     Rows come back as plain rows, not ORM objects: a listing only reads, and skipping the
     identity map makes it markedly cheaper.
     """
-    rows, count = page_queries(page=page, per_page=per_page, sort=sort, q=q, user_id=user_id, cursor=cursor)
-    items = db.session.execute(rows).all()
-    total = db.session.scalar(count) if count is not None else None
+    params = {"page": page, "per_page": per_page, "sort": sort, "q": q, "user_id": user_id, "cursor": cursor}
+    rows, count = page_queries(**params)
+    items, total = _page_rows(rows, count, page)
     next_cursor = None
     if len(items) > per_page:
         items = items[:per_page]
         last = items[-1]
         next_cursor = encode_cursor(sort, getattr(last, sort.lstrip("-")), last.id)
-    return Page(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor)
+    etag = _page_etag(params, total, items)
+    return Page(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, etag=etag)
+
+
+def page_etag(
+    *, page: int, per_page: int, sort: str, q: str | None = None, user_id: str | None = None, cursor: str | None = None
+) -> str:
+    """`list_products(...).etag` from ids and versions alone: what a conditional request needs to answer 304."""
+    params = {"page": page, "per_page": per_page, "sort": sort, "q": q, "user_id": user_id, "cursor": cursor}
+    rows, count = page_queries(**params)
+    products = Product.__table__
+    items, total = _page_rows(rows, count, page, products.c.id, products.c.version)
+    return _page_etag(params, total, items[:per_page])
+
+
+_READ_ONE = select(Product.__table__).where(Product.__table__.c.id == bindparam("product_id"))
+
+
+def read_product_or_404(product_id: int):
+    """The product as a plain row, for answering a read (no ORM identity map: cheaper)."""
+    row = db.session.execute(_READ_ONE, {"product_id": product_id}).first()
+    if row is None:
+        raise NotFound(f"Product {product_id} was not found.")
+    return row
 
 
 def get_product_or_404(product_id: int, *, lock: bool = False) -> Product:
