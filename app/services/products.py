@@ -60,7 +60,7 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
     if conditions:
         total = select(func.count()).select_from(products).where(*conditions)
     else:
-        total = select(ProductStats.total)  # kept exact by triggers: no scan of the table
+        total = select(ProductStats.__table__.c.total)  # kept exact by triggers: no scan of the table
     return rows.offset((page - 1) * per_page), total
 
 
@@ -70,12 +70,13 @@ def _page_rows(rows, count, page: int, *columns) -> tuple[list, int | None]:
     asks for the count on its own."""
     if columns:
         rows = rows.with_only_columns(*columns)
+    connection = db.session.connection()  # Core execution: plain rows need none of the ORM's steps
     if count is None:
-        return db.session.execute(rows).all(), None
-    items = db.session.execute(rows.add_columns(count.scalar_subquery().label("total_count"))).all()
+        return connection.execute(rows).all(), None
+    items = connection.execute(rows.add_columns(count.scalar_subquery().label("total_count"))).all()
     if items:
         return items, items[0].total_count
-    return items, (db.session.scalar(count) if page > 1 else 0)
+    return items, (connection.execute(count).scalar() if page > 1 else 0)
 
 
 def _page_etag(params: dict, total: int | None, items) -> str:
@@ -121,7 +122,7 @@ _READ_ONE = select(Product.__table__).where(Product.__table__.c.id == bindparam(
 
 def read_product_or_404(product_id: int):
     """The product as a plain row, for answering a read (no ORM identity map: cheaper)."""
-    row = db.session.execute(_READ_ONE, {"product_id": product_id}).first()
+    row = db.session.connection().execute(_READ_ONE, {"product_id": product_id}).first()
     if row is None:
         raise NotFound(f"Product {product_id} was not found.")
     return row
