@@ -84,7 +84,7 @@ def gunicorn(app_path: str, env: dict):
             try:
                 requests.get(f"{url}/health" if app_path == "wsgi:app" else f"{url}/ceiling", timeout=1)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or too busy starting to answer in time
                 time.sleep(0.1)
         yield url, process.pid
     finally:
@@ -211,19 +211,19 @@ def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> 
         }
         targets = {n: targets_for(url, n, token) for n, (url, _pid) in servers.items()}
         print(f"\n## {name}")
-        print(f"{'endpoint':30} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
+        print(f"{'endpoint':36} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
         for label in targets[SIZES[0]]:
             for url, _pid in servers.values():  # the last endpoint's backlog would slow the ceiling too
                 settle(url)
             base = load.drive(ceiling, duration=DURATION, connections=CONNECTIONS)
-            print(f"{'ceiling (bare Flask)':30} {'-':>9} {_figures(base)}")
+            print(f"{'ceiling (bare Flask)':36} {'-':>9} {_figures(base)}")
             for n in SIZES:
                 settle(servers[n][0])
                 result = load.drive(targets[n][label], duration=DURATION, connections=CONNECTIONS)
                 share = result.requests_per_second / base.requests_per_second
                 sizes[str(n)]["endpoints"][label] = {**result.__dict__, "of_ceiling": round(share, 3)}
                 sizes[str(n)]["ceiling"][label] = base.__dict__
-                print(f"{label:30} {n:9,} {_figures(result)} {share:10.0%}")
+                print(f"{label:36} {n:9,} {_figures(result)} {share:10.0%}")
                 if result.failures:
                     print(f"  failed answers by status (as wrk's script saw them): {result.failures}")
         for n, (_url, pid) in servers.items():
@@ -259,7 +259,7 @@ def _print_scaling(name: str, sizes: dict) -> None:
         if small and big:
             ratio = big["p50_ms"] / small["p50_ms"]
             sizes.setdefault("p50_ratio", {})[label] = round(ratio, 2)
-            print(f"{label:30} {ratio:6.2f}x   ({small['p50_ms']:.2f} ms -> {big['p50_ms']:.2f} ms)")
+            print(f"{label:36} {ratio:6.2f}x   ({small['p50_ms']:.2f} ms -> {big['p50_ms']:.2f} ms)")
 
 
 def _verdict(met: bool) -> str:
