@@ -109,6 +109,15 @@ class TestTokenCache:
         cache.remember("c", {"exp": clock.now + 60}, identity())
         assert [cache.claims(t) is not None for t in ("a", "b", "c")] == [True, False, True]
 
+    def test_a_reloaded_key_set_sends_every_token_back_to_verification(self):
+        """A rotation may have removed the key a remembered token was signed with."""
+        keys = type("Keys", (), {"generation": 1})()
+        cache = TokenCache(size=10, identity_seconds=30, keys=keys)
+        cache.remember("t", {"exp": 10**12}, identity())
+        assert cache.claims("t") is not None
+        keys.generation = 2
+        assert cache.claims("t") is None and cache.identity("t") is None
+
     def test_size_zero_remembers_nothing(self):
         cache = TokenCache(size=0, identity_seconds=30)
         cache.remember("t", {"exp": 10**12}, identity())

@@ -41,7 +41,7 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["dmarket.auth"] = {
         "verifier": verifier,
-        "tokens": TokenCache(size=cfg["TOKEN_CACHE_SIZE"], identity_seconds=cfg["IDENTITY_CACHE_SECONDS"]),
+        "tokens": TokenCache(size=cfg["TOKEN_CACHE_SIZE"], identity_seconds=cfg["IDENTITY_CACHE_SECONDS"], keys=keys),
         "local_issuer": issuer,
         "oauth": oauth_client(app) if issuer is None else None,
         "management": client_for(cfg) if issuer is None else None,

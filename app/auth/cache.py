@@ -1,7 +1,8 @@
 """Verified tokens, remembered for a while, so a client's next request skips the RSA check and the user sync.
 
 An entry is keyed by the whole token (never by its signature alone: a signature pasted onto
-other claims must miss). The claims are trusted until the token's own `exp`; the identity
+other claims must miss). The claims are trusted until the token's own `exp`, or until the
+issuer's key set is loaded again (a rotation may have removed the key that signed it); the identity
 built from them (the local user, admin rights) only for IDENTITY_CACHE_SECONDS, after which
 the user is read again. A change made through this process's ORM to any user (admin granted
 or revoked, account deleted or disabled) drops every cached identity at once; a change made
@@ -30,6 +31,7 @@ class _Entry:
     identity: Identity | None
     identity_until: float
     generation: int
+    key_set: int  # the JWKS cache's generation it was verified against
 
 
 def _detached(identity: Identity) -> Identity:
@@ -42,8 +44,10 @@ def _detached(identity: Identity) -> Identity:
 class TokenCache:
     """A bounded LRU of verified tokens (the oldest-used goes first); safe across threads."""
 
-    def __init__(self, *, size: int, identity_seconds: float, clock=time.time):
+    def __init__(self, *, size: int, identity_seconds: float, keys=None, clock=time.time):
+        """`keys`: the verifier's JWKSCache; a token verified before its last reload is verified again."""
         self.size = size
+        self._keys = keys
         self.identity_seconds = identity_seconds
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -68,19 +72,24 @@ class TokenCache:
             return
         now = self._clock()
         cached = _detached(identity) if identity is not None and self.identity_seconds > 0 else None
-        entry = _Entry(claims, float(claims["exp"]), cached, now + self.identity_seconds, _user_changes)
+        entry = _Entry(
+            claims, float(claims["exp"]), cached, now + self.identity_seconds, _user_changes, self._key_set()
+        )
         with self._lock:
             self._entries[token] = entry
             self._entries.move_to_end(token)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
+    def _key_set(self) -> int:
+        return self._keys.generation if self._keys is not None else 0
+
     def _get(self, token: str) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(token)
             if entry is None:
                 return None
-            if self._clock() >= entry.expires_at:
+            if self._clock() >= entry.expires_at or entry.key_set != self._key_set():
                 del self._entries[token]
                 return None
             self._entries.move_to_end(token)

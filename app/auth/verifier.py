@@ -77,6 +77,8 @@ class JWKSCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
+        # Bumped by every key set loaded: what was verified with an earlier set is checked again.
+        self.generation = 0
         self._fetched_at = float("-inf")
         self._failed_at = float("-inf")
 
@@ -98,6 +100,7 @@ class JWKSCache:
             self._failed_at = now
             raise IssuerUnavailable(f"issuer returned an unusable key set ({exc.__class__.__name__})") from exc
         self._keys = KeySet([k for k in keys if k.key_type == "RSA"])
+        self.generation += 1
         self._fetched_at = now
         log.info("loaded %d signing key(s) from the issuer", len(self._keys.keys))
 
