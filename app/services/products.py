@@ -1,5 +1,6 @@
 """Product rules: listing, lookup with rights, and changes with optimistic locking."""
 
+import functools
 import hashlib
 
 from sqlalchemy import bindparam, func, literal_column, or_, select, table, tuple_
@@ -70,19 +71,35 @@ def read_connection():
     return db.engine.connect()
 
 
-def _page_rows(rows, count, page: int, *columns) -> tuple[list, int | None]:
+@functools.lru_cache(maxsize=512)
+def _page_statements(dialect: str, ids_only: bool, **params):
+    """The page's statement (rows, plus the total as a scalar subquery) and the count alone.
+
+    Built once per distinct query and dialect, then reused: statements are immutable, and
+    building one cost as much as a tenth of a first-page request. Bounded, so the variety of
+    searches and cursors clients send cannot grow it.
+    """
+    rows, count = page_queries(**params)
+    if ids_only:
+        rows = rows.with_only_columns(rows.selected_columns.id, rows.selected_columns.version)
+    if count is not None:
+        rows = rows.add_columns(count.scalar_subquery().label("total_count"))
+    return rows, count
+
+
+def _page_rows(params: dict, *, ids_only: bool = False) -> tuple[list, int | None]:
     """The page's rows and the total in one statement: the count rides along as a scalar subquery
     (evaluated once by both databases). Only a page past the end, which has no row to carry it,
     asks for the count on its own."""
-    if columns:
-        rows = rows.with_only_columns(*columns)
+    engine = db.engine
+    rows, count = _page_statements(engine.dialect.name, ids_only, **params)
     with read_connection() as connection:
+        items = connection.execute(rows).all()
         if count is None:
-            return connection.execute(rows).all(), None
-        items = connection.execute(rows.add_columns(count.scalar_subquery().label("total_count"))).all()
+            return items, None
         if items:
             return items, items[0].total_count
-        return items, (connection.execute(count).scalar() if page > 1 else 0)
+        return items, (connection.execute(count).scalar() if params["page"] > 1 else 0)
 
 
 def _page_etag(params: dict, total: int | None, items) -> str:
@@ -101,8 +118,7 @@ def list_products(
     identity map makes it markedly cheaper.
     """
     params = {"page": page, "per_page": per_page, "sort": sort, "q": q, "user_id": user_id, "cursor": cursor}
-    rows, count = page_queries(**params)
-    items, total = _page_rows(rows, count, page)
+    items, total = _page_rows(params)
     next_cursor = None
     if len(items) > per_page:
         items = items[:per_page]
@@ -117,9 +133,7 @@ def page_etag(
 ) -> str:
     """`list_products(...).etag` from ids and versions alone: what a conditional request needs to answer 304."""
     params = {"page": page, "per_page": per_page, "sort": sort, "q": q, "user_id": user_id, "cursor": cursor}
-    rows, count = page_queries(**params)
-    products = Product.__table__
-    items, total = _page_rows(rows, count, page, products.c.id, products.c.version)
+    items, total = _page_rows(params, ids_only=True)
     return _page_etag(params, total, items[:per_page])
 
 
