@@ -56,6 +56,10 @@ fuzz: $(VENV)/.dev
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_contract.py
 
 ## bench: throughput and latency against the framework's ceiling (bench/README.md); wrk from Debian when possible
+# PostgreSQL too when a server answers on the default port (BENCH_DATABASE_URL= for SQLite only).
+BENCH_DATABASE_URL ?= $(shell $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', 5432), 1)" \
+	2>/dev/null && echo postgresql://postgres@127.0.0.1:5432/test)
+export BENCH_DATABASE_URL
 bench: $(VENV)/.dev
 	@command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null 2>&1 || \
 		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; }; } || \

@@ -259,6 +259,9 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
         "ADMIN_CLAIM": _str(env, "ADMIN_CLAIM", DEFAULT_ADMIN_CLAIM),
         "JWT_LEEWAY": _int(env, "JWT_LEEWAY", 30),
         "JWKS_MIN_REFRESH_SECONDS": _int(env, "JWKS_MIN_REFRESH_SECONDS", 30),
+        # Verified tokens remembered (LRU) until their exp; the user they map to, this many seconds.
+        "TOKEN_CACHE_SIZE": _int(env, "TOKEN_CACHE_SIZE", 1024, minimum=0),
+        "IDENTITY_CACHE_SECONDS": _int(env, "IDENTITY_CACHE_SECONDS", 30, minimum=0),
         "HTTP_TIMEOUT": _int(env, "HTTP_TIMEOUT", 5, minimum=1),
         "CLIENT_ID": _str(env, "CLIENT_ID"),
         "CLIENT_SECRET": _str(env, "CLIENT_SECRET"),

@@ -23,6 +23,11 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 PROBE_PATHS = frozenset({"/health", "/health/ready", "/metrics"})
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
 JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
+_FIXED_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
 # Pages (Swagger UI, the local sign-in page): our own assets; inline scripts only by hash.
 HTML_CSP = (
     "default-src 'self'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; "
@@ -112,7 +117,16 @@ def require_json_object() -> None:
 
 
 def _finish_request(response):
-    response.headers["X-Request-ID"] = g.get("request_id", "-")
+    """The one after-request hook: request id, security headers, then the access log line."""
+    headers = response.headers
+    headers["X-Request-ID"] = g.get("request_id", "-")
+    _security_headers(response)
+    if access_log.isEnabledFor(logging.INFO):
+        _log_access(response)
+    return response
+
+
+def _log_access(response) -> None:
     elapsed_ms = (time.perf_counter() - g.get("start", time.perf_counter())) * 1000
     access_log.log(
         logging.DEBUG if request.path in PROBE_PATHS else logging.INFO,
@@ -129,7 +143,6 @@ def _finish_request(response):
             "remote_addr": request.remote_addr,
         },
     )
-    return response
 
 
 def _script_hashes(body: bytes) -> str:
@@ -137,24 +150,26 @@ def _script_hashes(body: bytes) -> str:
     return "".join(f" 'sha256-{base64.b64encode(d).decode()}'" for d in digests)
 
 
-def _security_headers(response):
+def _security_headers(response) -> None:
+    """The same fixed set on every answer (added only where a view did not set its own), and a CSP."""
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    # Pages (the sign-in form, Swagger UI) must let the browser send its real Origin on their own
-    # POSTs: under no-referrer Chromium sends `Origin: null`, which the cross-site check refuses.
-    headers.setdefault("Referrer-Policy", "same-origin" if response.mimetype == "text/html" else "no-referrer")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    if "Content-Security-Policy" not in headers:
-        if response.mimetype == "text/html" and not response.direct_passthrough:
-            headers["Content-Security-Policy"] = HTML_CSP.format(hashes=_script_hashes(response.get_data()))
-        elif response.mimetype == "text/html":
-            headers["Content-Security-Policy"] = HTML_CSP.format(hashes="")
+    present = {name.lower() for name, _value in headers.items()}
+    for name, value in _FIXED_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "referrer-policy" not in present:
+        # Pages (the sign-in form, Swagger UI) must let the browser send its real Origin on their own
+        # POSTs: under no-referrer Chromium sends `Origin: null`, which the cross-site check refuses.
+        headers.add("Referrer-Policy", "same-origin" if response.mimetype == "text/html" else "no-referrer")
+    if "content-security-policy" not in present:
+        if response.mimetype != "text/html":
+            headers.add("Content-Security-Policy", JSON_CSP)
+        elif not response.direct_passthrough:
+            headers.add("Content-Security-Policy", HTML_CSP.format(hashes=_script_hashes(response.get_data())))
         else:
-            headers["Content-Security-Policy"] = JSON_CSP
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-    return response
+            headers.add("Content-Security-Policy", HTML_CSP.format(hashes=""))
+    if request.is_secure and "strict-transport-security" not in present:
+        headers.add("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
 
 def register_request_hooks(app: Flask) -> None:
@@ -164,7 +179,6 @@ def register_request_hooks(app: Flask) -> None:
         # Only the last N hops are ours: X-Forwarded-* beyond them could be forged by the client.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
     app.before_request(_start_request)
-    app.after_request(_security_headers)
     app.after_request(_finish_request)
 
 

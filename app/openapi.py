@@ -23,7 +23,12 @@ HEADERS = {
         _STRING,
     ),
     "X-Next-Cursor": ("Opaque cursor for the next page; absent on the last page", _STRING),
-    "ETag": ("The product's version; send it back in If-Match to update or delete safely", _STRING),
+    "ETag": (
+        "A strong validator of this answer (a product's: its version, also for If-Match on update or delete); "
+        "send it back in If-None-Match to get 304 while it is unchanged",
+        _STRING,
+    ),
+    "Cache-Control": ("`no-cache`: a cache may keep the answer but must revalidate it (If-None-Match)", _STRING),
     "Location": ("URL of the created product", _STRING),
     "Idempotent-Replayed": ("`true` when this is the stored answer to an earlier request with the same key", _STRING),
 }
@@ -35,12 +40,29 @@ STATUS_HEADERS = {
 }
 
 
-def response_headers(status: int, *always: str, sometimes: tuple[str, ...] = ()) -> dict:
-    """`openapi_extensions=` for a route: the headers its `status` response carries (always, or sometimes)."""
+NOT_MODIFIED = "304"
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "ETags of answers the client holds (`W/` tags compare weakly, `*` matches any): "
+    "304 without a body while the answer would be the same",
+    "schema": {"type": "string"},
+}
+
+
+def response_headers(status: int, *always: str, sometimes: tuple[str, ...] = (), not_modified: bool = False) -> dict:
+    """`openapi_extensions=` for a route: the headers its `status` response carries (always, or sometimes).
+
+    `not_modified`: the route honours If-None-Match, answering 304 with its ETag and Cache-Control.
+    """
     unknown = set(always + sometimes) - HEADERS.keys()
     if unknown:
         raise ValueError(f"no description for the headers {sorted(unknown)}: add them to HEADERS")
-    return {HEADERS_EXTENSION: {str(status): {**dict.fromkeys(always, True), **dict.fromkeys(sometimes, False)}}}
+    declared = {str(status): {**dict.fromkeys(always, True), **dict.fromkeys(sometimes, False)}}
+    if not_modified:
+        declared[NOT_MODIFIED] = {"ETag": True, "Cache-Control": True}
+    return {HEADERS_EXTENSION: declared}
 
 
 def _header(name: str, required: bool = True) -> dict:
@@ -77,6 +99,9 @@ class DMarketOpenAPI(OpenAPI):
 def _document_headers(operation: dict) -> None:
     """Every answer carries X-Request-ID; some statuses carry their own; routes declare the rest."""
     declared = operation.pop(HEADERS_EXTENSION, {})
+    if NOT_MODIFIED in declared:
+        operation["responses"][NOT_MODIFIED] = {"description": "Not modified: the client's ETag still matches"}
+        operation.setdefault("parameters", []).append(IF_NONE_MATCH)
     for status, response in operation["responses"].items():
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = _header("X-Request-ID")

@@ -59,6 +59,17 @@ READS = [
     *SEARCH_SHAPES,
     "GET /products/<id>",
 ]
+# Issue 14's targets: each row's share of the ceiling on the smallest database, and read scaling.
+SHARE_TARGETS = {
+    "GET /products": 0.35,
+    "GET /products/<id>": 0.45,
+    "GET /products (304)": 0.50,
+    "GET /products/<id> (304)": 0.50,
+    "PUT /products/<id>/update": 0.25,
+    "POST /products/create": 0.20,
+}
+SCALING_TARGET = 3.0  # p50 at the largest size / p50 at the smallest, every read and search
+RSS_TARGET_MB = 120
 
 
 def free_port() -> int:
@@ -84,7 +95,7 @@ def gunicorn(app_path: str, env: dict):
             try:
                 requests.get(f"{url}/health" if app_path == "wsgi:app" else f"{url}/ceiling", timeout=1)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or too busy starting to answer in time
                 time.sleep(0.1)
         yield url, process.pid
     finally:
@@ -136,16 +147,30 @@ def deep_cursor(url: str, n: int) -> str:
     return response.headers["X-Next-Cursor"]
 
 
+def etag_of(url: str) -> str:
+    response = requests.get(url, timeout=120)
+    response.raise_for_status()
+    return response.headers["ETag"]
+
+
 def targets_for(url: str, n: int, token: str) -> dict[str, load.Target]:
+    """Every row; the conditional ones come before the writes, which would change their tags."""
     auth = {"Authorization": f"Bearer {token}"}
     middle = n // 2
     targets = {
         "GET /products": load.Target("GET", f"{url}/products"),
+        "GET /products?per_page=25 (bearer)": load.Target("GET", f"{url}/products?per_page=25", headers=auth),
         "GET /products deep page": load.Target("GET", f"{url}/products?page={n // PER_PAGE - 1}&per_page={PER_PAGE}"),
         "GET /products?q=": load.Target("GET", f"{url}/products?q=lamp"),  # in ~23% of the seeded rows
         "GET /products?q= (rare)": load.Target("GET", f"{url}/products?q=chair%201234"),  # ~10 rows in 1M
         **{label: load.Target("GET", f"{url}/products?{query}") for label, query in SEARCH_SHAPES.items()},
         "GET /products/<id>": load.Target("GET", f"{url}/products/{middle}"),
+        "GET /products (304)": load.Target(
+            "GET", f"{url}/products", headers={"If-None-Match": etag_of(f"{url}/products")}
+        ),
+        "GET /products/<id> (304)": load.Target(
+            "GET", f"{url}/products/{middle}", headers={"If-None-Match": etag_of(f"{url}/products/{middle}")}
+        ),
         "PUT /products/<id>/update": load.Target(
             "PUT", f"{url}/products/{middle}/update", {"quantity": 7, "price": "12.50"}, auth, vary="quantity"
         ),
@@ -153,9 +178,10 @@ def targets_for(url: str, n: int, token: str) -> dict[str, load.Target]:
             "POST", f"{url}/products/create", {"name": "Bench lamp", "price": "19.99", "quantity": 1}, auth
         ),
     }
-    cursor = deep_cursor(url, n)
-    targets["GET /products cursor deep"] = load.Target("GET", f"{url}/products?cursor={cursor}&per_page={PER_PAGE}")
-    return targets
+    cursor = load.Target("GET", f"{url}/products?cursor={deep_cursor(url, n)}&per_page={PER_PAGE}")
+    labels = list(targets)
+    labels.insert(labels.index("GET /products deep page") + 1, "GET /products cursor deep")
+    return {label: cursor if label == "GET /products cursor deep" else targets[label] for label in labels}
 
 
 def run() -> dict:
@@ -197,19 +223,19 @@ def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> 
         }
         targets = {n: targets_for(url, n, token) for n, (url, _pid) in servers.items()}
         print(f"\n## {name}")
-        print(f"{'endpoint':30} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
+        print(f"{'endpoint':36} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
         for label in targets[SIZES[0]]:
             for url, _pid in servers.values():  # the last endpoint's backlog would slow the ceiling too
                 settle(url)
             base = load.drive(ceiling, duration=DURATION, connections=CONNECTIONS)
-            print(f"{'ceiling (bare Flask)':30} {'-':>9} {_figures(base)}")
+            print(f"{'ceiling (bare Flask)':36} {'-':>9} {_figures(base)}")
             for n in SIZES:
                 settle(servers[n][0])
                 result = load.drive(targets[n][label], duration=DURATION, connections=CONNECTIONS)
                 share = result.requests_per_second / base.requests_per_second
                 sizes[str(n)]["endpoints"][label] = {**result.__dict__, "of_ceiling": round(share, 3)}
                 sizes[str(n)]["ceiling"][label] = base.__dict__
-                print(f"{label:30} {n:9,} {_figures(result)} {share:10.0%}")
+                print(f"{label:36} {n:9,} {_figures(result)} {share:10.0%}")
                 if result.failures:
                     print(f"  failed answers by status (as wrk's script saw them): {result.failures}")
         for n, (_url, pid) in servers.items():
@@ -218,6 +244,7 @@ def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> 
     for n in SIZES:
         _drop_created_rows(url_for_size(n), n)
     _print_scaling(name, sizes)
+    _print_targets(name, sizes)
     return sizes
 
 
@@ -237,14 +264,43 @@ def _print_scaling(name: str, sizes: dict) -> None:
     smallest, largest = str(min(SIZES)), str(max(SIZES))
     if smallest == largest:
         return
-    print(f"\n## {name}: p50 at {int(largest):,} rows / p50 at {int(smallest):,} rows (target <= 2.0)")
+    print(f"\n## {name}: p50 at {int(largest):,} rows / p50 at {int(smallest):,} rows (target <= {SCALING_TARGET})")
     for label in READS:
         small = sizes[smallest]["endpoints"].get(label)
         big = sizes[largest]["endpoints"].get(label)
         if small and big:
             ratio = big["p50_ms"] / small["p50_ms"]
             sizes.setdefault("p50_ratio", {})[label] = round(ratio, 2)
-            print(f"{label:30} {ratio:6.2f}x   ({small['p50_ms']:.2f} ms -> {big['p50_ms']:.2f} ms)")
+            print(f"{label:36} {ratio:6.2f}x   ({small['p50_ms']:.2f} ms -> {big['p50_ms']:.2f} ms)")
+
+
+def _verdict(met: bool) -> str:
+    return "MET" if met else "MISSED"
+
+
+def _print_targets(name: str, sizes: dict) -> None:
+    """Issue 14's targets next to this run's figures, each MET or MISSED."""
+    smallest = sizes[str(min(SIZES))]
+    print(f"\n## {name}: targets (share of the ceiling at {min(SIZES):,} rows; scaling; errors; memory)")
+    print(f"{'':38} {'this run':>10} {'target':>8}")
+    verdicts = sizes.setdefault("targets", {})
+    for label, target in SHARE_TARGETS.items():
+        row = smallest["endpoints"].get(label)
+        if row is None:
+            continue
+        share = row["of_ceiling"]
+        verdicts[label] = _verdict(share >= target)
+        print(f"{label:38} {share:10.0%} {'>=':>3}{target:4.0%}  {verdicts[label]}")
+    for label, ratio in sizes.get("p50_ratio", {}).items():
+        key = f"{label} p50 scaling"
+        verdicts[key] = _verdict(ratio <= SCALING_TARGET)
+        print(f"{key:38} {ratio:9.2f}x {'<=':>3}{SCALING_TARGET:3.0f}x  {verdicts[key]}")
+    errors = sum(row["errors"] for n in SIZES for row in sizes[str(n)]["endpoints"].values())
+    verdicts["errors"] = _verdict(errors == 0)
+    print(f"{'errors, every row and size':38} {errors:10d} {'=':>3}{0:4d}  {verdicts['errors']}")
+    rss = max(mb for n in SIZES for mb in sizes[str(n)]["worker_rss_mb"])
+    verdicts["worker RSS"] = _verdict(rss < RSS_TARGET_MB)
+    print(f"{'largest worker RSS (MB)':38} {rss:10.1f} {'<':>3}{RSS_TARGET_MB:4d}  {verdicts['worker RSS']}")
 
 
 def main() -> None:

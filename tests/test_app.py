@@ -248,6 +248,21 @@ class TestDocs:
             assert required <= sent, (path, status, required - sent)
             assert sent <= set(documented), (path, status, sent - set(documented))
 
+    def test_conditional_reads_are_documented_and_answer_as_documented(self, client, user_headers):
+        spec = client.get("/openapi/openapi.json").json
+        created = client.post(
+            "/products/create", json={"name": "Lamp", "price": "2", "quantity": 1}, headers=user_headers
+        )
+        for path, url in (("/products", "/products"), ("/products/{product_id}", created.headers["Location"])):
+            operation = spec["paths"][path]["get"]
+            assert {"name": "If-None-Match", "in": "header"}.items() <= operation["parameters"][-1].items()
+            assert {"ETag", "Cache-Control"} <= set(operation["responses"]["200"]["headers"])
+            etag = client.get(url).headers["ETag"]
+            response = client.get(url, headers={"If-None-Match": etag})
+            assert response.status_code == 304
+            documented = operation["responses"]["304"]["headers"]
+            assert set(response.headers.keys()) - TRANSPORT_AND_BROWSER_POLICY == set(documented)
+
     def test_error_responses_use_the_error_schema(self, client):
         spec = client.get("/openapi/openapi.json").json
         for path, item in spec["paths"].items():

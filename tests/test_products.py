@@ -161,7 +161,7 @@ class TestList:
         monkeypatch.setattr("app.services.products.SEARCH_MATCH_LIMIT", 2)
         seed(app, *({"name": f"Lamp {n}", "owner": "auth0|bob"} for n in "abc"), {"name": "Lamp d"})
         response = client.get("/products", query_string={"q": "lamp", "user_id": "auth0|bob"})
-        assert [p["name"] for p in response.json] == ["Lamp b", "Lamp c"]
+        assert [p["name"] for p in response.json] == ["Lamp c", "Lamp b"]  # the newest two, newest first
         assert response.headers["X-Search-Truncated"] == "true"
 
     def test_search_folds_accented_capitals_too(self, app, client):
@@ -682,7 +682,7 @@ class TestRestPaths:
         product_id = client.post("/products", json=LAMP, headers=user_headers).json["id"]
         response = client.delete(f"/products/{product_id}", headers=user_headers)
         assert response.status_code == 200
-        assert response.json == {"message": f"Product {product_id} deleted."}
+        assert response.json == {"message": "The product was deleted."}
         assert stored(app, product_id) is None
 
     @pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
@@ -715,3 +715,84 @@ class TestRestPaths:
         response = client.put(f"/products/{product_id}", json={"name": "Over"}, headers=user_headers)
         assert response.status_code == 429
         assert client.get(f"/products/{product_id}").json["name"] == "B"
+
+
+class TestConditionalGet:
+    """If-None-Match on reads: 304 while the answer is the same, the full answer once anything changed."""
+
+    @pytest.fixture
+    def lamp(self, app):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        return f"/products/{product_id}"
+
+    @pytest.mark.parametrize("path", ["/products/{id}", "/products", "/products?per_page=1&sort=-name"])
+    def test_a_matching_tag_gets_304_without_a_body(self, app, client, lamp, path):
+        url = path.format(id=lamp.rsplit("/", 1)[1])
+        first = client.get(url)
+        assert first.status_code == 200
+        assert first.headers["Cache-Control"] == "no-cache"
+        etag = first.headers["ETag"]
+        assert etag.startswith('"') and etag.endswith('"')  # strong
+        again = client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        assert again.get_data() == b""
+        assert again.headers["ETag"] == etag
+        assert again.headers["Cache-Control"] == "no-cache"
+        assert stored(app, int(lamp.rsplit("/", 1)[1])).version == 1
+
+    @pytest.mark.parametrize("path", ["/products/{id}", "/products"])
+    def test_weak_star_and_lists_of_tags_match_too(self, client, lamp, path):
+        url = path.format(id=lamp.rsplit("/", 1)[1])
+        etag = client.get(url).headers["ETag"]
+        for header in (f"W/{etag}", "*", f'"stale", {etag}'):
+            assert client.get(url, headers={"If-None-Match": header}).status_code == 304, header
+
+    @pytest.mark.parametrize("path", ["/products/{id}", "/products"])
+    def test_a_stale_tag_gets_the_full_answer(self, client, lamp, path):
+        url = path.format(id=lamp.rsplit("/", 1)[1])
+        response = client.get(url, headers={"If-None-Match": '"stale"'})
+        assert response.status_code == 200
+        assert response.json == client.get(url).json
+        assert response.headers["ETag"] != '"stale"'
+
+    def test_star_on_a_missing_product_is_still_404(self, client):
+        response = client.get("/products/999", headers={"If-None-Match": "*"})
+        assert response.status_code == 404
+        assert response.json["code"] == "not_found"
+
+    @pytest.mark.parametrize("path", ["/products/{id}", "/products"])
+    def test_after_an_update_the_old_tag_no_longer_matches(self, app, client, lamp, user_headers, path):
+        url = path.format(id=lamp.rsplit("/", 1)[1])
+        old = client.get(url).headers["ETag"]
+        assert client.put(f"{lamp}/update", json={"quantity": 9}, headers=user_headers).status_code == 200
+        response = client.get(url, headers={"If-None-Match": old})
+        assert response.status_code == 200
+        assert response.headers["ETag"] != old
+        body = response.json if isinstance(response.json, dict) else response.json[0]
+        assert body["quantity"] == 9
+        assert stored(app, body["id"]).quantity == 9
+
+    def test_a_list_changes_its_tag_when_a_product_comes_or_goes(self, app, client, lamp, user_headers):
+        tags = [client.get("/products").headers["ETag"]]
+        created = client.post("/products/create", json=LAMP, headers=user_headers)
+        tags.append(client.get("/products").headers["ETag"])
+        client.delete(created.headers["Location"] + "/delete", headers=user_headers)
+        tags.append(client.get("/products").headers["ETag"])
+        assert tags[0] != tags[1]
+        assert tags[2] == tags[0]  # the same answer again: the same strong tag
+        assert client.get("/products", headers={"If-None-Match": tags[1]}).status_code == 200
+        assert count(app) == 1
+
+    def test_each_query_has_a_tag_of_its_own(self, app, client):
+        seed(app, {"name": "Lamp"}, {"name": "Chair"})
+        first, second = (client.get(f"/products?per_page=1&page={n}").headers["ETag"] for n in (1, 2))
+        assert first != second
+        assert client.get("/products?per_page=1&page=2", headers={"If-None-Match": first}).status_code == 200
+
+    def test_the_answer_does_not_depend_on_credentials(self, client, lamp, user_headers):
+        """Reads are public: the same body and tag signed in or not, so no Vary on Authorization is needed."""
+        for url in (lamp, "/products"):
+            anonymous, signed_in = client.get(url), client.get(url, headers=user_headers)
+            assert anonymous.json == signed_in.json
+            assert anonymous.headers["ETag"] == signed_in.headers["ETag"]
+            assert "Authorization" not in anonymous.headers.get("Vary", "")

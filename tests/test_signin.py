@@ -315,7 +315,7 @@ class TestLogout:
         sign_in(client)
         response = client.get("/logout", headers={"Host": "evil.example"})
         params = parse_qs(urlsplit(response.headers["Location"]).query)
-        assert params["post_logout_redirect_uri"] == ["https://api.shop.example/"]
+        assert params["post_logout_redirect_uri"] == ["https://api.shop.example/signed-out"]
         assert "evil.example" not in response.headers["Location"]
 
     def test_auth0_logout_when_the_provider_has_no_end_session_endpoint(self, make_app, issuer):

@@ -7,6 +7,7 @@ from flask_openapi3 import APIBlueprint
 
 from app import metrics
 from app.auth import session
+from app.auth.cache import TokenCache
 from app.auth.decorators import authenticate_if_required, current_identity, require_admin, require_auth
 from app.auth.local_issuer import LocalIssuer
 from app.auth.management import client_for
@@ -42,6 +43,7 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["dmarket.auth"] = {
         "verifier": verifier,
+        "tokens": TokenCache(size=cfg["TOKEN_CACHE_SIZE"], identity_seconds=cfg["IDENTITY_CACHE_SECONDS"], keys=keys),
         "local_issuer": issuer,
         "oauth": oauth_client(app) if issuer is None else None,
         "management": client_for(cfg) if issuer is None else None,

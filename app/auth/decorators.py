@@ -106,8 +106,22 @@ def _bearer_token() -> str:
 
 
 def _identity(token: str, *, via: str) -> Identity:
+    """The caller behind a token: from the token cache while fresh, else verified and synced (then cached)."""
+    auth = current_app.extensions["dmarket.auth"]
+    cache = auth["tokens"]
+    identity = cache.identity(token)
+    if identity is None:
+        claims = cache.claims(token) or _verify(auth["verifier"], token, via=via)
+        cfg = current_app.config
+        identity = sync_user(claims=claims, admin_claim=cfg["ADMIN_CLAIM"], admin_emails=cfg["ADMIN_EMAILS"])
+        cache.remember(token, claims, identity)
+    ensure_enabled(identity.user)
+    return identity
+
+
+def _verify(verifier, token: str, *, via: str) -> dict:
     try:
-        claims = current_app.extensions["dmarket.auth"]["verifier"].verify(token)
+        return verifier.verify(token)
     except InvalidToken as exc:
         metrics.token_rejected(str(exc))
         if via == "session":
@@ -128,7 +142,3 @@ def _identity(token: str, *, via: str) -> Identity:
             code="issuer_unavailable",
             headers={"Retry-After": "5"},
         ) from None
-    cfg = current_app.config
-    identity = sync_user(claims=claims, admin_claim=cfg["ADMIN_CLAIM"], admin_emails=cfg["ADMIN_EMAILS"])
-    ensure_enabled(identity.user)
-    return identity

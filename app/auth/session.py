@@ -23,6 +23,20 @@ SESSION_ID = "sid"
 
 
 class SchemeAwareSessionInterface(SecureCookieSessionInterface):
+    """Requests without the cookie (API clients: nearly all of them) skip the signing and cookie work."""
+
+    def open_session(self, app: Flask, request):
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class() if app.secret_key else None
+        return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session, response) -> None:
+        if not session and not session.modified:  # nothing held, nothing to clear
+            if session.accessed:
+                response.vary.add("Cookie")
+            return
+        super().save_session(app, session, response)
+
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
 

@@ -83,6 +83,8 @@ class JWKSCache:
         self._clock = clock
         self._fetching = threading.Lock()
         self._keys: KeySet | None = None  # replaced whole, never mutated: safe to read unlocked
+        # Bumped by every key set loaded: what was verified with an earlier set is checked again.
+        self.generation = 0
         self._fetched_at = float("-inf")
         self._failed_at = float("-inf")
         self._attempts = 0  # fetches tried so far: a waiter sees whether one ended while it waited
@@ -108,6 +110,7 @@ class JWKSCache:
         finally:
             self._attempts += 1  # counted when it ends: a request waiting on it then takes its outcome
         self._keys = KeySet([k for k in keys if k.key_type == "RSA"])
+        self.generation += 1
         self._fetched_at = self._clock()
         log.info("loaded %d signing key(s) from the issuer", len(self._keys.keys))
 

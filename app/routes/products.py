@@ -4,8 +4,16 @@ from flask import request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_identity, require_auth
+from app.models.product import etag_of
 from app.openapi import response_headers
-from app.routes.responses import PROTECTED, SIGNED_IN, json_response, pagination_links
+from app.routes.responses import (
+    PROTECTED,
+    SIGNED_IN,
+    json_response,
+    not_modified,
+    pagination_links,
+    with_validator,
+)
 from app.schemas.common import ErrorOut, MessageOut
 from app.schemas.products import (
     IdempotencyHeader,
@@ -41,12 +49,20 @@ def _product_response(product, status=200, headers=None):
     "/products",
     responses={200: ProductList},
     openapi_extensions=response_headers(
-        200, "Link", sometimes=("X-Total-Count", "X-Next-Cursor", "X-Search-Truncated")
+        200,
+        "Link",
+        "ETag",
+        "Cache-Control",
+        sometimes=("X-Total-Count", "X-Next-Cursor", "X-Search-Truncated"),
+        not_modified=True,
     ),
 )
 def list_products(query: ProductQuery):
-    """List products by page (X-Total-Count, Link) or by cursor (X-Next-Cursor)."""
-    page = products.list_products(**query.model_dump())
+    """List products by page (X-Total-Count, Link) or by cursor (X-Next-Cursor); If-None-Match gives 304."""
+    params = query.model_dump()
+    if "If-None-Match" in request.headers and (unchanged := not_modified(products.page_etag(**params))):
+        return unchanged
+    page = products.list_products(**params)
     headers = {"Link": pagination_links(page)}
     if page.total is not None:
         headers["X-Total-Count"] = str(page.total)
@@ -55,17 +71,22 @@ def list_products(query: ProductQuery):
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor
     body = ProductList.model_validate(page.items, from_attributes=True).model_dump_json()
-    return json_response(body, headers=headers)
+    return with_validator(json_response(body, headers=headers), page.etag)
 
 
 @bp.get(
     "/products/<int:product_id>",
     responses={200: ProductOut, 404: ErrorOut},
-    openapi_extensions=response_headers(200, "ETag"),
+    openapi_extensions=response_headers(200, "ETag", "Cache-Control", not_modified=True),
 )
 def get_product(path: ProductPath):
-    """Get one product (with its ETag, for If-Match on update)."""
-    return _product_response(products.get_product_or_404(path.product_id))
+    """Get one product with its ETag (for If-Match on update; If-None-Match gives 304)."""
+    row = products.read_product_or_404(path.product_id)
+    etag = etag_of(row.version)
+    if unchanged := not_modified(etag):
+        return unchanged
+    body = ProductOut.model_validate(row).model_dump_json()
+    return with_validator(json_response(body), etag)
 
 
 # Each write answers on the seed's path (the contract the SPA uses) and on the conventional REST
@@ -100,7 +121,7 @@ def create_product(body: ProductIn, header: IdempotencyHeader):
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
     response = json_response(ProductOut.model_validate(product).model_dump(mode="json"), 201, headers)
-    response.set_etag(str(product["version"]))
+    response.set_etag(etag_of(product["version"]))
     return response
 
 

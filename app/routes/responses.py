@@ -22,24 +22,66 @@ def json_response(body, status: int = 200, headers: dict | None = None):
     return response
 
 
-def pagination_links(page) -> str:
-    """RFC 8288 Link header: first, prev, next and last pages (or first and next cursor), keeping other args."""
+# Reads answered with a validator: a browser (the SPA's plain fetch) stores them and revalidates
+# each time with If-None-Match; shared caches never serve them unchecked either.
+REVALIDATE = "no-cache"
 
-    def link(number: int | None, rel: str, cursor: str | None = None) -> str:
-        args = request.args.copy()
-        args.pop("cursor", None)
-        args["per_page"] = str(page.per_page)
-        if cursor:
-            args.pop("page", None)
-            args["cursor"] = cursor
+
+def not_modified(etag: str):
+    """304 for a client that already holds this representation (If-None-Match, weak comparison, or *).
+
+    None when it does not: the caller answers in full.
+    """
+    if "If-None-Match" not in request.headers or not request.if_none_match.contains_weak(etag):
+        return None
+    response = Flask.response_class(status=304)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = REVALIDATE
+    return response
+
+
+def with_validator(response, etag: str):
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = REVALIDATE
+    return response
+
+
+def pagination_links(page) -> str:
+    """RFC 8288 Link header: first, prev, next and last pages (or first and next cursor), keeping other args.
+
+    The other arguments keep their order and encoding; `per_page` and `page` take their place
+    (or come last), and a cursor link drops `page` and ends with the cursor.
+    """
+    parts, page_at = [], None
+    for key, values in request.args.lists():
+        if key == "cursor":
+            continue
+        if key == "per_page":
+            parts.append(f"per_page={page.per_page}")
+        elif key == "page":
+            page_at = len(parts)
+            parts.append("")
         else:
-            args["page"] = str(number)
-        query = "&".join(f"{k}={v}" for k, v in _encoded(args))
-        # A relative reference (RFC 8288 allows it): the client's own Host header never comes back.
-        return f'<{request.script_root}{request.path}?{query}>; rel="{rel}"'
+            name = quote(key, safe="")
+            parts.extend(f"{name}={quote(value, safe='')}" for value in values)
+    if "per_page" not in request.args:
+        parts.append(f"per_page={page.per_page}")
+    if page_at is None:
+        page_at = len(parts)
+        parts.append("")
+    # A relative reference (RFC 8288 allows it): the client's own Host header never comes back.
+    base = request.script_root + request.path
+
+    def link(number: int, rel: str) -> str:
+        parts[page_at] = f"page={number}"
+        return f'<{base}?{"&".join(parts)}>; rel="{rel}"'
 
     if page.total is None:
-        return ", ".join([link(1, "first")] + ([link(None, "next", page.next_cursor)] if page.next_cursor else []))
+        links = [link(1, "first")]
+        if page.next_cursor:
+            query = parts[:page_at] + parts[page_at + 1 :] + [f"cursor={quote(page.next_cursor, safe='')}"]
+            links.append(f'<{base}?{"&".join(query)}>; rel="next"')
+        return ", ".join(links)
     links = [link(1, "first")]
     if page.page > 1:
         links.append(link(min(page.page - 1, page.last_page), "prev"))
@@ -47,9 +89,3 @@ def pagination_links(page) -> str:
         links.append(link(page.page + 1, "next"))
     links.append(link(page.last_page, "last"))
     return ", ".join(links)
-
-
-def _encoded(args):
-    for key, values in args.lists():
-        for value in values:
-            yield quote(key, safe=""), quote(value, safe="")

@@ -34,6 +34,7 @@ class Page:
     per_page: int
     next_cursor: str | None = None
     truncated: bool = False  # a search that lists only its newest matches, more products matching
+    etag: str | None = None  # a strong validator of the page (see products.list_products)
 
     @property
     def last_page(self) -> int:

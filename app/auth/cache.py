@@ -1,0 +1,105 @@
+"""Verified tokens, remembered for a while, so a client's next request skips the RSA check and the user sync.
+
+An entry is keyed by the whole token (never by its signature alone: a signature pasted onto
+other claims must miss). The claims are trusted until the token's own `exp`, or until the
+issuer's key set is loaded again (a rotation may have removed the key that signed it); the identity
+built from them (the local user, admin rights) only for IDENTITY_CACHE_SECONDS, after which
+the user is read again. A change made through this process's ORM to any user (admin granted
+or revoked, account deleted or disabled) drops every cached identity at once; a change made
+by another worker or host takes effect within IDENTITY_CACHE_SECONDS.
+"""
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, inspect
+
+from app.models import User
+from app.services.users import Identity
+
+# Bumped by every ORM change of a user in this process: identities cached before it are stale.
+_user_changes = 0
+
+
+@dataclass(frozen=True)
+class _Entry:
+    claims: dict[str, Any]
+    expires_at: float  # the token's exp
+    identity: Identity | None
+    identity_until: float
+    generation: int
+    key_set: int  # the JWKS cache's generation it was verified against
+
+
+def _detached(identity: Identity) -> Identity:
+    """A copy whose user outlives the request's session (column values only, never flushed)."""
+    user = identity.user
+    snapshot = User(**{attr.key: getattr(user, attr.key) for attr in inspect(User).column_attrs})
+    return Identity(user=snapshot, is_admin=identity.is_admin, claims=identity.claims)
+
+
+class TokenCache:
+    """A bounded LRU of verified tokens (the oldest-used goes first); safe across threads."""
+
+    def __init__(self, *, size: int, identity_seconds: float, keys=None, clock=time.time):
+        """`keys`: the verifier's JWKSCache; a token verified before its last reload is verified again."""
+        self.size = size
+        self._keys = keys
+        self.identity_seconds = identity_seconds
+        self._clock = clock
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token verified before and not expired since; None otherwise."""
+        entry = self._get(token)
+        return entry.claims if entry else None
+
+    def identity(self, token: str) -> Identity | None:
+        """The identity built for this token, while it is fresh and no user changed since."""
+        entry = self._get(token)
+        if entry is None or entry.identity is None:
+            return None
+        if self._clock() >= entry.identity_until or entry.generation != _user_changes:
+            return None
+        return entry.identity
+
+    def remember(self, token: str, claims: dict[str, Any], identity: Identity | None = None) -> None:
+        if self.size <= 0 or not isinstance(claims.get("exp"), int | float):
+            return
+        now = self._clock()
+        cached = _detached(identity) if identity is not None and self.identity_seconds > 0 else None
+        entry = _Entry(
+            claims, float(claims["exp"]), cached, now + self.identity_seconds, _user_changes, self._key_set()
+        )
+        with self._lock:
+            self._entries[token] = entry
+            self._entries.move_to_end(token)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def _key_set(self) -> int:
+        return self._keys.generation if self._keys is not None else 0
+
+    def _get(self, token: str) -> _Entry | None:
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None:
+                return None
+            if self._clock() >= entry.expires_at or entry.key_set != self._key_set():
+                del self._entries[token]
+                return None
+            self._entries.move_to_end(token)
+            return entry
+
+
+def _user_changed(*_args) -> None:
+    global _user_changes
+    _user_changes += 1
+
+
+event.listen(User, "after_update", _user_changed)
+event.listen(User, "after_delete", _user_changed)
