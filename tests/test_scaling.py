@@ -16,7 +16,7 @@ from app import create_app
 from app.extensions import db
 from tests.databases import postgres_schema
 from tests.factories import bearer
-from tests.live import LiveServer
+from tests.live import LiveServer, free_port
 
 pytestmark = pytest.mark.slow
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -40,7 +40,10 @@ def cluster(issuer, settings, postgres_url, redis_url):
         with migrator.app_context():
             upgrade()
             db.engine.dispose()
-        with LiveServer(env, workers=2) as first, LiveServer(env, workers=2) as second:
+        # The load balancer's address is the public one: both instances build their URLs from it.
+        port = free_port()
+        env["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+        with LiveServer(env, workers=2, port=port) as first, LiveServer(env, workers=2) as second:
             yield first.url, second.url
     store = redis.Redis.from_url(REDIS_URL)
     for key in store.scan_iter(f"*{prefix}*"):
