@@ -45,7 +45,7 @@ class LiveServer:
             try:
                 requests.get(f"{self.url}/openapi/openapi.json", timeout=1)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # bound, but workers still booting
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError("gunicorn did not start in time")
