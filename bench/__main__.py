@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 
 from app.auth.local_issuer import LocalIssuer
 from app.config import DEFAULT_ADMIN_CLAIM, DEFAULT_LOCAL_AUDIENCE, DEFAULT_LOCAL_ISSUER, database_url
+from app.services.products import MAX_PAGE
 from bench import load
 from bench.seed import seed
 from tests.databases import with_search_path  # the suite's way to give each database its own schema
@@ -160,7 +161,9 @@ def targets_for(url: str, n: int, token: str) -> dict[str, load.Target]:
     targets = {
         "GET /products": load.Target("GET", f"{url}/products"),
         "GET /products?per_page=25 (bearer)": load.Target("GET", f"{url}/products?per_page=25", headers=auth),
-        "GET /products deep page": load.Target("GET", f"{url}/products?page={n // PER_PAGE - 1}&per_page={PER_PAGE}"),
+        "GET /products deep page": load.Target(  # the deepest page a number reaches
+            "GET", f"{url}/products?page={min(n // PER_PAGE - 1, MAX_PAGE)}&per_page={PER_PAGE}"
+        ),
         "GET /products?q=": load.Target("GET", f"{url}/products?q=lamp"),  # in ~23% of the seeded rows
         "GET /products?q= (rare)": load.Target("GET", f"{url}/products?q=chair%201234"),  # ~10 rows in 1M
         **{label: load.Target("GET", f"{url}/products?{query}") for label, query in SEARCH_SHAPES.items()},

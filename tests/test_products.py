@@ -59,6 +59,16 @@ class TestList:
         assert '</products?page=3&per_page=2>; rel="next"' in links
         assert '</products?page=3&per_page=2>; rel="last"' in links
 
+    def test_numbered_pages_stop_at_100_and_the_cursor_goes_on(self, app, client):
+        seed(app, *[{"name": f"P{i}"} for i in range(102)])
+        response = client.get("/products?page=100&per_page=1")
+        assert [p["name"] for p in response.json] == ["P2"]
+        assert response.headers["X-Total-Count"] == "102"  # the total stays exact
+        assert '</products?page=100&per_page=1>; rel="last"' in response.headers["Link"]
+        assert client.get("/products?page=101&per_page=1").status_code == 422
+        walked = client.get("/products", query_string={"per_page": 1, "cursor": response.headers["X-Next-Cursor"]})
+        assert [p["name"] for p in walked.json] == ["P1"]
+
     def test_links_are_relative_whatever_the_host_header_says(self, app, client):
         seed(app, *[{"name": f"P{i}"} for i in range(3)])
         links = client.get("/products?per_page=1", headers={"Host": "evil.example"}).headers["Link"]
@@ -213,6 +223,7 @@ class TestList:
         "query, field",
         [
             ("page=0", "page"),
+            ("page=101", "page"),  # deeper lists are walked by cursor
             ("page=abc", "page"),
             ("per_page=101", "per_page"),
             ("per_page=0", "per_page"),
@@ -416,6 +427,8 @@ class TestCreate:
             ({"name": "\u3164"}, "name"),  # a Hangul filler
             ({"name": "\U000e0020"}, "name"),  # a tag character
             ({"name": "bad\x00name"}, "name"),
+            ({"name": "Lamp \ud800"}, "name"),  # a lone surrogate: JSON can spell it, no database stores it
+            ({"description": "\udfff"}, "description"),
             ({"name": None}, "name"),
             ({"description": "x" * 1001}, "description"),
             ({"price": 0}, "price"),

@@ -14,6 +14,14 @@ from pydantic_core import core_schema
 _ALLOWED = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 TEXT_PATTERN = rf"^{_ALLOWED}*$"
+# JSON can spell a lone surrogate (\ud800); it is not Unicode text and no database can store it.
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def unicode_text(value: str) -> str:
+    if LONE_SURROGATE.search(value):
+        raise ValueError("must be valid Unicode text")
+    return value
 
 
 def _blank_characters() -> str:
@@ -64,6 +72,7 @@ class CleanTextRule:
     def _check(self, value: str) -> str:
         if _CONTROL.search(value):
             raise ValueError("must not contain control characters")
+        unicode_text(value)
         if self.non_blank and _ONLY_BLANK.fullmatch(value):
             raise ValueError("must not be blank")
         return value

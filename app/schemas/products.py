@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from app.schemas.common import CleanText, NonBlankText, PageQuery, RequestModel, SafeQueryText, SearchText, drop_default
 from app.services.paging import CURSOR_MAX_LENGTH, CURSOR_PATTERN
+from app.services.products import MAX_PAGE
 
 # Lengths are checked as sent (as the spec states them), then surrounding blanks are trimmed.
 Name = Annotated[str, Field(min_length=1, max_length=64), NonBlankText, AfterValidator(str.strip)]
@@ -118,6 +119,13 @@ class ProductPath(BaseModel):
 
 
 class ProductQuery(PageQuery):
+    page: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PAGE,
+        description=f"Page number, from 1 to {MAX_PAGE}: an offset costs what it skips, so deeper lists are "
+        "walked by `cursor` (X-Next-Cursor), at the same cost at any depth",
+    )
     q: SearchText = Field(
         default=None,
         description="Case-insensitive search in name and description: at least 3 letters or digits in a row. "

@@ -1,22 +1,11 @@
 """Users as clients see them (never their tokens), and what admins send to change them."""
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.schemas.common import PageQuery, SafeQueryText, drop_default
-
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _unicode_text(value: str) -> str:
-    # JSON can spell a lone surrogate (\ud800); no database can store one.
-    if _LONE_SURROGATE.search(value):
-        raise ValueError("must be valid Unicode text")
-    return value
-
+from app.schemas.common import PageQuery, SafeQueryText, drop_default, unicode_text
 
 # Something@something, without blanks or control characters (pydantic enforces the same pattern).
 # C1 controls and U+FEFF are named: `\s` counts U+0085 in pydantic's (Rust) regex but not in
@@ -25,13 +14,13 @@ _EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f\ufeff]+"
 Email = Annotated[
     str,
     Field(min_length=3, max_length=320, pattern=rf"^{_EMAIL_PART}@{_EMAIL_PART}$"),
-    AfterValidator(_unicode_text),
+    AfterValidator(unicode_text),
 ]
 # The identity provider's subject, as tokens may carry it (see the verifier): no control characters.
 UserId = Annotated[
     str,
     Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$"),
-    AfterValidator(_unicode_text),
+    AfterValidator(unicode_text),
 ]
 Auth0Sync = Literal["updated", "failed", "not_configured"]
 

@@ -35,10 +35,12 @@ class Page:
     next_cursor: str | None = None
     truncated: bool = False  # a search that lists only its newest matches, more products matching
     etag: str | None = None  # a strong validator of the page (see products.list_products)
+    max_page: int | None = None  # the deepest page a number reaches (deeper: by cursor)
 
     @property
     def last_page(self) -> int:
-        return max(1, -(-(self.total or 0) // self.per_page))
+        last = max(1, -(-(self.total or 0) // self.per_page))
+        return min(last, self.max_page) if self.max_page else last
 
 
 def _signer() -> Signer:

@@ -25,6 +25,8 @@ EDITABLE_FIELDS = ("name", "description", "price", "quantity")
 
 # A search lists at most this many matches, the newest; counting and sorting them is then bounded too.
 SEARCH_MATCH_LIMIT = 1000
+# Pages by number stop here: an OFFSET reads every row it skips. Deeper, clients walk by cursor.
+MAX_PAGE = 100
 
 
 def _conditions(*, q: str | None, user_id: str | None) -> list:
@@ -205,7 +207,14 @@ def list_products(
         next_cursor = encode_cursor(sort, getattr(last, sort.lstrip("-")), last.id)
     etag = _page_etag(params, total, items)
     return Page(
-        items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, etag=etag, truncated=truncated
+        items=items,
+        total=total,
+        page=page,
+        per_page=per_page,
+        next_cursor=next_cursor,
+        etag=etag,
+        truncated=truncated,
+        max_page=MAX_PAGE,
     )
 
 
