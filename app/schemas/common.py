@@ -72,7 +72,6 @@ class CleanTextRule:
     def _check(self, value: str) -> str:
         if _CONTROL.search(value):
             raise ValueError("must not contain control characters")
-        unicode_text(value)
         if self.non_blank and _ONLY_BLANK.fullmatch(value):
             raise ValueError("must not be blank")
         return value
