@@ -65,7 +65,7 @@ def parse_args() -> argparse.Namespace:
 @contextmanager
 def schema(base_url: str):
     name = f"faultrun_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # outlives a restart
     with admin.connect() as conn:
         conn.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public"))
         conn.execute(text(f'CREATE SCHEMA "{name}"'))
@@ -105,7 +105,7 @@ def gunicorn(env: dict, workers: int, log_path: Path):
 
 def kill_connections(base_url: str, application_name: str, seconds: float) -> int:
     """What a restart does to open connections, again and again, to this run's server only."""
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # outlives a restart
     killed, until = 0, time.monotonic() + seconds
     with admin.connect() as conn:
         while time.monotonic() < until:
@@ -147,7 +147,7 @@ def one_run(args: argparse.Namespace, base_url: str, token: str) -> dict:
         if relay is not None:
             relay.cut()
         result["raw 500"] = log_path.read_text().count("Error handling request")
-        engine = create_engine(url)
+        engine = create_engine(url, pool_pre_ping=True)
         with engine.connect() as conn:
             rows = conn.execute(text("SELECT id, name FROM products WHERE name LIKE :p"), {"p": f"{run_id}-%"}).all()
         engine.dispose()
