@@ -33,23 +33,10 @@ class CommitDropper(TcpProxy):
             self.dropped += 1
             return True
 
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._conns += [client, upstream]
-            doomed = threading.Event()
-            threading.Thread(target=self._requests, args=(client, upstream, doomed), daemon=True).start()
-            threading.Thread(target=self._answers, args=(upstream, client, doomed), daemon=True).start()
+    def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
+        doomed = threading.Event()
+        threading.Thread(target=self._requests, args=(client, upstream, doomed), daemon=True).start()
+        threading.Thread(target=self._answers, args=(upstream, client, doomed), daemon=True).start()
 
     def _requests(self, client: socket.socket, upstream: socket.socket, doomed: threading.Event) -> None:
         try:
