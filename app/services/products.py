@@ -29,15 +29,6 @@ SEARCH_MATCH_LIMIT = 1000
 MAX_PAGE = 100
 
 
-def _conditions(*, q: str | None, user_id: str | None) -> list:
-    conditions = []
-    if user_id is not None:
-        conditions.append(Product.user_id == user_id)
-    if q:
-        conditions.append(_contains(q))
-    return conditions
-
-
 def _contains(q: str):
     """Name or description contains `q`, any case, through an index.
 
@@ -93,17 +84,17 @@ def _one_of(ids: list[int]):
 def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, cursor=None, within=None):
     """The statements behind one page: rows (one extra, to know if there is a next) and the total (or None).
 
-    A search (`q`) ranges over its newest SEARCH_MATCH_LIMIT matches only: `within`, their ids
-    when the caller has them, else a subquery that finds them; its count stops one past the limit.
-    Public so the query plans can be checked (tests/test_explain.py): both must use indexes.
+    A search (`q`) pages within its newest matches only: `within`, their ids, which
+    `search_candidates()` found (and the caller counted). Public so the query plans can be
+    checked (tests/test_explain.py): both must use indexes.
     """
     products = Product.__table__
-    if q and within is not None:
+    if q and within is None:
+        raise ValueError("a search pages within its matches: pass within=, the ids search_candidates() found")
+    if within is not None:
         conditions = [_one_of(within)]
-    elif q:
-        conditions = [products.c.id.in_(search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT))]
     else:
-        conditions = _conditions(q=q, user_id=user_id)
+        conditions = [products.c.user_id == user_id] if user_id is not None else []
     column, descending = products.c[sort.lstrip("-")], sort.startswith("-")
     keys = [column] if column is products.c.id else [column, products.c.id]
     if cursor is not None:
@@ -118,10 +109,7 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
     rows = rows.offset((page - 1) * per_page)
     if within is not None:  # the caller counted them already
         return rows, None
-    if q:
-        matches = search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT + 1).subquery()
-        total = select(func.count()).select_from(matches)
-    elif conditions:
+    if conditions:
         total = select(func.count()).select_from(products).where(*conditions)
     else:
         total = select(ProductStats.__table__.c.total)  # kept exact by triggers: no scan of the table
