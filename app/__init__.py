@@ -111,7 +111,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def register_blueprints(app: DMarketOpenAPI, limiter) -> None:
+def register_blueprints(app: DMarketOpenAPI, limiter: limits.RateLimiter) -> None:
     from app import models  # noqa: F401  (models must be known to Flask-Migrate)
     from app.routes.admin import bp as admin_bp
     from app.routes.health import bp as health_bp
@@ -119,8 +119,8 @@ def register_blueprints(app: DMarketOpenAPI, limiter) -> None:
     from app.routes.users import bp as users_bp
 
     signin_bp = auth.signin_blueprint(app)
-    limits.limit_writes(limiter, products_bp, admin_bp, users_bp)
-    limits.limit_sign_in(limiter, signin_bp)
+    limiter.limit_writes(products_bp, admin_bp, users_bp)
+    limiter.limit_sign_in(signin_bp)
     limiter.exempt(health_bp)
     for bp in (health_bp, products_bp, users_bp, admin_bp, signin_bp):
         app.register_api(bp)
