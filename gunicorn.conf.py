@@ -6,6 +6,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from gunicorn.glogging import Logger
+
 from app.logs import RequestIdFilter, make_formatter
 
 
@@ -64,6 +66,17 @@ secure_scheme_headers = {}
 # The app writes the access log itself (one line per request, with its request id), so
 # gunicorn's own would only repeat it; gunicorn's messages use the app's format.
 accesslog = None
+
+
+class AppLogger(Logger):
+    """gunicorn's logger without its access log: with a logging config it would format every
+    request's line (a tenth of a small request's time) only for no handler to write it."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        pass
+
+
+logger_class = AppLogger
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

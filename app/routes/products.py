@@ -9,6 +9,7 @@ from app.openapi import response_headers
 from app.routes.responses import (
     PROTECTED,
     SIGNED_IN,
+    as_dicts,
     json_response,
     not_modified,
     pagination_links,
@@ -70,7 +71,7 @@ def list_products(query: ProductQuery):
         headers["X-Search-Truncated"] = "true"
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor
-    body = ProductList.model_validate(page.items, from_attributes=True).model_dump_json()
+    body = ProductList.model_validate(as_dicts(page.items)).model_dump_json()
     return with_validator(json_response(body, headers=headers), page.etag)
 
 

@@ -22,6 +22,14 @@ def json_response(body, status: int = 200, headers: dict | None = None):
     return response
 
 
+def as_dicts(rows) -> list[dict]:
+    """Plain result rows as dicts: pydantic validates a dict in half the time it reads a row's attributes."""
+    if not rows:
+        return []
+    keys = rows[0]._fields
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
 # Reads answered with a validator: a browser (the SPA's plain fetch) stores them and revalidates
 # each time with If-None-Match; shared caches never serve them unchecked either.
 REVALIDATE = "no-cache"
