@@ -8,7 +8,7 @@ from sqlalchemy import event
 from app import auth, limits, metrics
 from app.config import ConfigError, load_settings
 from app.errors import register_error_handlers, validation_error_response
-from app.extensions import cors, db, migrate
+from app.extensions import cors, db, migrate, ping_when_idle
 from app.http import register_body_guard, register_request_hooks
 from app.logs import configure_logging
 from app.openapi import DMarketOpenAPI
@@ -72,11 +72,12 @@ def create_app(config: dict | None = None) -> DMarketOpenAPI:
 
 
 def register_extensions(app: DMarketOpenAPI) -> None:
-    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     db.init_app(app)
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        with app.app_context():
+    with app.app_context():
+        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_pragmas)
+        else:
+            ping_when_idle(db.engine, app.config["DB_PING_IDLE_SECONDS"])
     migrate.init_app(app, db)
     cors.init_app(
         app,

@@ -147,7 +147,6 @@ def _engine_options(env: Mapping, url: str) -> dict:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": _int(env, "SQLITE_BUSY_TIMEOUT", 15, minimum=0)}}
     return {
-        "pool_pre_ping": True,
         "pool_size": _int(env, "DB_POOL_SIZE", 5, minimum=1),
         "max_overflow": _int(env, "DB_MAX_OVERFLOW", 10),
         "pool_recycle": _int(env, "DB_POOL_RECYCLE", 1800, minimum=1),
@@ -305,6 +304,8 @@ def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
         "SECRET_KEY_FILE": secret_file,
         "SQLALCHEMY_DATABASE_URI": db_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(env, db_url),
+        # PostgreSQL: a pooled connection idle longer than this is pinged before use (see app/extensions.py).
+        "DB_PING_IDLE_SECONDS": _int(env, "DB_PING_IDLE_SECONDS", 1, minimum=0),
         "CORS_ORIGINS": _origins(env),
         "MAX_CONTENT_LENGTH": _int(env, "MAX_CONTENT_LENGTH", 64 * 1024, minimum=1024),
         # Browser sessions: a signed cookie holding a session id (rows in `sessions`); Secure/SameSite

@@ -1,13 +1,15 @@
 """Extension objects, created unbound and initialised by the app factory."""
 
+import functools
 import logging
+import time
 from contextlib import suppress
 
 from flask_cors import CORS
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DBAPIError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,49 @@ class Database(SQLAlchemy):
             with suppress(SQLAlchemyError):
                 self.session().invalidate()
             self.session.registry.clear()  # never hand this session to a later context
+
+
+def ping_when_idle(engine, idle_seconds: float) -> None:
+    """Ping a pooled connection before use only when it sat idle for more than `idle_seconds`.
+
+    `pool_pre_ping` pings on every checkout: a round trip before each request's first
+    statement. A connection used moments ago is alive but for a restart in between, which the
+    first statement then meets: SQLAlchemy invalidates the whole pool on it, and reads retry
+    once (`retry_if_disconnected`). A connection idle for longer (a quiet hour, a server-side
+    idle timeout) is pinged, and replaced if dead, as `pool_pre_ping` would.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection, record) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at <= idle_seconds:
+            return  # new, or used moments ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            raise DisconnectionError("the pooled connection was dead")  # the pool replaces it and retries
+
+
+def retry_if_disconnected(read):
+    """Run a read once more when its connection turned out dead (the database restarted): it wrote
+    nothing, and the pool has been invalidated, so the second try gets a fresh connection."""
+
+    @functools.wraps(read)
+    def wrapper(*args, **kwargs):
+        try:
+            return read(*args, **kwargs)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return read(*args, **kwargs)
+
+    return wrapper
 
 
 def _reason(exc: SQLAlchemyError) -> str:

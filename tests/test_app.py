@@ -84,7 +84,8 @@ class TestConfiguration:
     def test_postgres_pool_is_configurable(self, tmp_path):
         app = create_app({"INSTANCE_PATH": str(tmp_path), "DATABASE_URL": "postgresql://db/shop", "DB_POOL_SIZE": "20"})
         options = app.config["SQLALCHEMY_ENGINE_OPTIONS"]
-        assert options["pool_pre_ping"] is True
+        assert "pool_pre_ping" not in options  # idle connections are pinged instead (app/extensions.py)
+        assert app.config["DB_PING_IDLE_SECONDS"] == 1
         assert options["pool_size"] == 20
         assert options["pool_recycle"] == 1800
 

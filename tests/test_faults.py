@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 from app.extensions import db
 from app.models import Product
@@ -72,6 +74,58 @@ class TestIdentityProvider:
         response = create(client, old_token)
         assert response.status_code == 401
         assert "unknown key" in response.json["message"]
+
+
+def _kill_pooled_connections(app) -> int:
+    """Terminate the server side of every connection the app's pool holds (what a restart does to them)."""
+    with app.app_context():
+        pids = set()
+        connections = [db.engine.connect() for _ in range(2)]
+        for connection in connections:
+            pids.add(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            connection.rollback()
+        for connection in connections:
+            connection.close()  # back to the pool, alive as far as it knows
+        outsider = create_engine(db.engine.url, poolclass=NullPool)
+        with outsider.connect() as killer:
+            for pid in pids:
+                killer.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        outsider.dispose()
+        return len(pids)
+
+
+@needs_postgres
+class TestDeadPooledConnections:
+    """Pooled connections are pinged only after idling (DB_PING_IDLE_SECONDS): a restart between two
+    busy moments is met by the next statement, which reads retry; an idle connection is pinged first."""
+
+    def test_a_read_on_a_dead_connection_is_retried(self, make_app):
+        app = make_app(DB_PING_IDLE_SECONDS="60")  # never pinged in this test
+        client = app.test_client()
+        assert client.get("/products").status_code == 200
+        assert _kill_pooled_connections(app) == 2
+        for _ in range(3):
+            response = client.get("/products")
+            assert response.status_code == 200 and response.json == []
+
+    def test_an_idle_connection_is_pinged_and_replaced_before_a_write(self, make_app, user_headers):
+        app = make_app(DB_PING_IDLE_SECONDS="0")  # every reuse counts as idle
+        client = app.test_client()
+        assert client.get("/products").status_code == 200
+        _kill_pooled_connections(app)
+        for _ in range(3):
+            assert create(client, user_headers).status_code == 201
+        assert products_in(app) == 3
+
+    def test_without_the_ping_a_write_on_a_dead_connection_is_a_json_503(self, make_app, user_headers):
+        app = make_app(DB_PING_IDLE_SECONDS="60")
+        client = app.test_client()
+        assert client.get("/products").status_code == 200
+        _kill_pooled_connections(app)
+        statuses = [create(client, user_headers) for _ in range(3)]
+        assert [r.status_code for r in statuses][-1] == 201  # the pool was invalidated by the first failure
+        assert all(r.status_code in (201, 503) and r.is_json for r in statuses)
+        assert products_in(app) == sum(r.status_code == 201 for r in statuses)
 
 
 @pytest.mark.skipif(bool(postgres_base_url()), reason="SQLite locking")

@@ -11,7 +11,7 @@ from sqlalchemy import ARRAY, Integer, any_, bindparam, func, literal_column, or
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
-from app.extensions import db
+from app.extensions import db, retry_if_disconnected
 from app.models import Product, ProductStats
 from app.models.ddl import SQLITE_SEARCH_TABLE
 from app.services import idempotency
@@ -138,6 +138,7 @@ def _page_statements(dialect: str, ids_only: bool, **params):
     return rows, count
 
 
+@retry_if_disconnected
 def _page_rows(params: dict, *, ids_only: bool = False) -> tuple[list, int | None]:
     """The page's rows and the total in one statement: the count rides along as a scalar subquery
     (evaluated once by both databases). Only a page past the end, which has no row to carry it,
@@ -220,6 +221,7 @@ def page_etag(
 _READ_ONE = select(Product.__table__).where(Product.__table__.c.id == bindparam("product_id"))
 
 
+@retry_if_disconnected
 def read_product_or_404(product_id: int):
     """The product as a plain row, for answering a read (no ORM identity map: cheaper)."""
     with read_connection() as connection:
