@@ -590,6 +590,38 @@ class TestUpdate:
         )
         assert response.status_code == 200
 
+    @pytest.mark.parametrize(
+        ("if_match", "status", "name"),
+        [
+            ('"1"', 200, "New"),
+            ('"7", "1"', 200, "New"),  # any of the listed versions
+            ('W/"1"', 412, "Lamp"),  # If-Match compares strongly: a weak tag never matches
+            ('"7"', 412, "Lamp"),
+            ('"abc"', 412, "Lamp"),
+        ],
+    )
+    def test_if_match_forms(self, app, client, user_headers, if_match, status, name):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        response = client.put(
+            f"/products/{product_id}/update", json={"name": "New"}, headers={**user_headers, "If-Match": if_match}
+        )
+        assert response.status_code == status
+        assert stored(app, product_id).name == name
+
+    def test_a_no_op_with_a_stale_if_match_is_412(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp"})
+        response = client.put(
+            f"/products/{product_id}/update", json={"name": "Lamp"}, headers={**user_headers, "If-Match": '"7"'}
+        )
+        assert response.status_code == 412
+
+    def test_a_refused_update_leaves_the_row_and_its_version(self, app, client, other_headers):
+        """403 comes from the same UPDATE's conditions: the row is untouched, its version too."""
+        (product_id,) = seed(app, {"owner": "auth0|alice", "quantity": 3})
+        response = client.put(f"/products/{product_id}/update", json={"quantity": 9}, headers=other_headers)
+        assert response.status_code == 403
+        assert (stored(app, product_id).quantity, stored(app, product_id).version) == (3, 1)
+
 
 class TestDelete:
     def test_owner_deletes(self, app, client, user_headers):

@@ -40,9 +40,8 @@ def _if_match():
     return request.if_match if "If-Match" in request.headers else None
 
 
-def _product_response(product, status=200, headers=None):
-    response = json_response(ProductOut.model_validate(product).model_dump(mode="json"), status, headers)
-    response.set_etag(product.etag)
+def with_etag(response, version: int):
+    response.set_etag(etag_of(version))
     return response
 
 
@@ -121,9 +120,9 @@ def create_product(body: ProductIn, header: IdempotencyHeader):
     headers = {"Location": url_for("products.get_product", product_id=product["id"])}
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
-    response = json_response(ProductOut.model_validate(product).model_dump(mode="json"), 201, headers)
-    response.set_etag(etag_of(product["version"]))
-    return response
+    return with_etag(
+        json_response(ProductOut.model_validate(product).model_dump_json(), 201, headers), product["version"]
+    )
 
 
 @bp.put("/products/<int:product_id>/update", **UPDATE)
@@ -143,11 +142,13 @@ def create_product(body: ProductIn, header: IdempotencyHeader):
 @require_auth
 def update_product(path: ProductPath, body: ProductUpdate):
     """Update a product (owner or admin); send If-Match with its ETag to avoid lost updates."""
-    product = products.get_product_or_404(path.product_id)
-    products.ensure_can_edit(product, current_identity())
-    changes = body.model_dump(exclude_unset=True)
-    product = products.update_product(product=product, changes=changes, expected_etags=_if_match())
-    return _product_response(product)
+    product = products.update_product(
+        product_id=path.product_id,
+        identity=current_identity(),
+        changes=body.model_dump(exclude_unset=True),
+        expected_etags=_if_match(),
+    )
+    return with_etag(json_response(ProductOut.model_validate(product).model_dump_json()), product.version)
 
 
 @bp.delete("/products/<int:product_id>/delete", **DELETE)

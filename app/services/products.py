@@ -14,6 +14,8 @@ from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db, retry_if_disconnected
 from app.models import Product, ProductStats
 from app.models.ddl import SQLITE_SEARCH_TABLE
+from app.models.product import etag_of
+from app.models.types import utcnow
 from app.services import idempotency
 from app.services.locking import begin_write
 from app.services.paging import Page, decode_cursor, encode_cursor
@@ -258,7 +260,7 @@ class Created:
     replayed: bool = False
 
 
-def snapshot(product: Product) -> dict[str, Any]:
+def snapshot(product) -> dict[str, Any]:
     """The product's fields as JSON values: what an idempotency key keeps, and what the answer is built from."""
     return {
         "id": product.id,
@@ -276,8 +278,8 @@ def snapshot(product: Product) -> dict[str, Any]:
 def create_product(*, owner: Identity, data: dict, idempotency_key: str | None = None) -> Created:
     """Insert the product; with an idempotency key, a repeat of the request replays the first answer instead.
 
-    Everything the answer holds is known before the COMMIT (ids come back from the INSERT,
-    times and the version are set here): nothing is read after it.
+    One `INSERT ... RETURNING` (no ORM unit of work): everything the answer holds is known
+    before the COMMIT, so nothing is read after it.
     """
     fields = {key: data[key] for key in EDITABLE_FIELDS if key in data}
     user_id = owner.user.user_id
@@ -286,10 +288,10 @@ def create_product(*, owner: Identity, data: dict, idempotency_key: str | None =
         outcome = idempotency.claim(user_id=user_id, key=idempotency_key, request_hash=request_hash)
         if outcome is not None:
             return Created(outcome, replayed=True)
-    product = Product(**fields, user_id=user_id)
-    db.session.add(product)
-    db.session.flush()
-    created = snapshot(product)
+    now = utcnow()
+    products = Product.__table__
+    values = {**fields, "user_id": user_id, "version": 1, "created_at": now, "updated_at": now}
+    created = snapshot(db.session.execute(products.insert().values(**values).returning(*products.c)).one())
     if idempotency_key is not None:
         idempotency.record(user_id=user_id, key=idempotency_key, outcome=created)
     db.session.commit()
@@ -323,18 +325,46 @@ def _write(product: Product, apply, expected_etags) -> Product:
     return product
 
 
-def update_product(*, product: Product, changes: dict, expected_etags=None) -> Product:
-    """Apply editable fields only; never silently overwrite a version the client said it had."""
+def _if_match_versions(expected_etags) -> list[int] | None:
+    """The versions If-Match names (strong tags only, as RFC 9110 compares them); None for `*` or no header."""
+    if expected_etags is None or expected_etags.star_tag:
+        return None
+    return [int(tag) for tag in expected_etags.as_set() if tag.isdigit() and len(tag) < 10]
+
+
+def update_product(*, product_id: int, identity: Identity, changes: dict, expected_etags=None):
+    """Apply editable fields in one `UPDATE ... RETURNING`, as a plain row.
+
+    The statement itself checks everything a write depends on: the caller may edit the row
+    (owner or admin), it is at a version If-Match names, and some field really differs (a
+    no-op writes nothing and keeps the version). A concurrent writer can therefore never be
+    overwritten unseen, and no lock or re-read is needed. When no row comes back, one read
+    says why: 404, 403, 412, or nothing to change (the row is answered as it is).
+    """
     fields = {key: changes[key] for key in EDITABLE_FIELDS if key in changes}
-
-    def apply(target: Product) -> bool:
-        if not any(getattr(target, key) != value for key, value in fields.items()):
-            return False
-        for key, value in fields.items():
-            setattr(target, key, value)
-        return True
-
-    return _write(product, apply, expected_etags)
+    versions = _if_match_versions(expected_etags)
+    if fields and versions != []:
+        products = Product.__table__
+        conditions = [products.c.id == product_id, or_(*(products.c[k].is_distinct_from(v) for k, v in fields.items()))]
+        if not identity.is_admin:
+            conditions.append(products.c.user_id == identity.user.user_id)
+        if versions is not None:
+            conditions.append(products.c.version.in_(versions))
+        statement = (
+            products.update()
+            .where(*conditions)
+            .values(**fields, version=products.c.version + 1, updated_at=utcnow())
+            .returning(*products.c)
+        )
+        row = db.session.execute(statement).first()
+        db.session.commit()  # ends the transaction either way (SQLite held its write lock for the statement)
+        if row is not None:
+            return row
+    current = read_product_or_404(product_id)
+    ensure_can_edit(current, identity)
+    if expected_etags is not None and not expected_etags.contains(etag_of(current.version)):
+        raise PreconditionFailed()
+    return current
 
 
 def delete_product(*, product: Product, expected_etags=None) -> None:
