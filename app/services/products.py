@@ -7,7 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ARRAY, Integer, any_, bindparam, func, literal_column, or_, select, table, tuple_
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    tuple_,
+)
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
@@ -81,6 +94,11 @@ def _one_of(ids: list[int]):
     return Product.id == any_(bindparam(None, ids, type_=ARRAY(Integer)))
 
 
+def _sum(column):
+    """The sum over the stats slots, as a bigint (PostgreSQL's sum of bigints is a numeric)."""
+    return cast(func.sum(column), BigInteger)
+
+
 def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, cursor=None, within=None):
     """The statements behind one page: rows (one extra, to know if there is a next) and the total (or None).
 
@@ -112,7 +130,7 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
     if conditions:
         total = select(func.count()).select_from(products).where(*conditions)
     else:
-        total = select(ProductStats.__table__.c.total)  # kept exact by triggers: no scan of the table
+        total = select(_sum(ProductStats.__table__.c.total))  # kept exact by triggers: no scan of the table
     return rows, total
 
 
