@@ -1,7 +1,10 @@
 """The database under the API: SQLite tuned for several workers, PostgreSQL surviving outages."""
 
 import multiprocessing
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import create_engine, delete, inspect, text
+from sqlalchemy import create_engine, delete, func, insert, inspect, select, text, update
 
 from app import create_app
 from app.extensions import db
@@ -28,6 +31,12 @@ HEAD = ScriptDirectory(str(ROOT / "migrations")).get_current_head()
 def products_in(app) -> int:
     with app.app_context():
         return db.session.query(Product).count()
+
+
+def stats(session) -> tuple[int, int]:
+    """The trigger-kept sums over every slot: (products, changes)."""
+    total, changes = session.execute(select(func.sum(ProductStats.total), func.sum(ProductStats.changes))).one()
+    return int(total), int(changes)
 
 
 @pytest.mark.skipif(bool(postgres_base_url()), reason="SQLite only")
@@ -106,6 +115,26 @@ def test_migrations_downgrade_and_upgrade_again(app):
         assert {"products", "users"} <= set(inspect(db.engine).get_table_names())
 
 
+def test_the_slots_fold_back_into_one_row_and_out_again(app):
+    """0008's downgrade keeps 0002's one exact row, whichever slots the writers used; its triggers count again."""
+    with app.app_context():
+        for n in range(3):
+            make_product(name=f"Item {n}")
+        db.session.execute(text("UPDATE product_stats SET total = total + 1 WHERE id = 7"))  # as another session would
+        db.session.execute(text("UPDATE product_stats SET total = total - 1 WHERE id = 1"))
+        db.session.commit()
+        downgrade(revision="0007")
+        assert db.session.execute(text("SELECT id, total FROM product_stats")).all() == [(1, 3)]
+        make_product(name="Item 3")
+        assert db.session.execute(text("SELECT total FROM product_stats")).scalar() == 4
+        db.session.commit()  # PostgreSQL: no lock of ours in the migration's way
+        upgrade()
+        assert stats(db.session) == (4, 0)
+        db.session.execute(delete(Product).where(Product.name == "Item 0"))
+        db.session.commit()
+        assert stats(db.session) == (3, 1)
+
+
 def test_the_product_total_kept_by_triggers_stays_exact(app, client):
     """Every way rows come and go: one by one, in bulk, and with their owner (cascade)."""
     with app.app_context():
@@ -117,8 +146,70 @@ def test_the_product_total_kept_by_triggers_stays_exact(app, client):
         db.session.execute(delete(User).where(User.user_id == "auth0|bob"))  # ON DELETE CASCADE
         db.session.commit()
         actual = db.session.query(Product).count()
-        assert db.session.get(ProductStats, 1).total == actual == 2
+        assert stats(db.session)[0] == actual == 2
     assert client.get("/products").headers["X-Total-Count"] == "2"
+
+
+def test_every_committed_change_of_a_product_moves_the_counter(app):
+    """Inserts, updates (each row, even to equal values) and deletes count; a rollback adds nothing."""
+    with app.app_context():
+        for n in range(3):
+            make_product(name=f"Item {n}")
+        assert stats(db.session) == (3, 3)
+        db.session.execute(update(Product).values(quantity=Product.quantity))
+        db.session.commit()
+        assert stats(db.session) == (3, 6)
+        db.session.execute(update(Product).where(Product.id == 0).values(quantity=1))  # no row: no change
+        db.session.execute(delete(Product).where(Product.id == 1))
+        db.session.commit()
+        assert stats(db.session) == (2, 7)
+        db.session.execute(delete(Product))
+        db.session.rollback()
+        assert stats(db.session) == (2, 7)
+
+
+def _write_products(url: str, start, rounds: int) -> tuple[int, int]:
+    """One session's inserts, updates and deletes, a transaction each; returns (its slot, rows it changed)."""
+    engine = create_engine(url)
+    changed = 0
+    try:
+        with engine.connect() as conn:
+            slot = conn.execute(text("SELECT pg_backend_pid() % 16")).scalar()
+            conn.commit()
+            start.wait(timeout=30)
+            for n in range(rounds):
+                rows = [
+                    {**PRODUCT, "price": Decimal("1.50"), "name": f"{n}-{k}", "user_id": "auth0|alice"}
+                    for k in range(3)
+                ]
+                ids = conn.execute(insert(Product).returning(Product.id), rows).scalars().all()
+                conn.commit()
+                conn.execute(update(Product).where(Product.id.in_(ids)).values(quantity=Product.quantity + 1))
+                conn.execute(delete(Product).where(Product.id == ids[0]))
+                conn.commit()
+                changed += len(ids) * 2 + 1
+    finally:
+        engine.dispose()
+    return slot, changed
+
+
+@needs_postgres
+def test_concurrent_writers_use_their_own_slots_and_the_sums_stay_exact(app, database_url):
+    """Sessions write the slot of their backend's pid, so they seldom wait on each other's row;
+    whatever the interleaving, the sums over all slots are the row count and every change."""
+    with app.app_context():
+        make_product(name="Kept")
+    sessions = 6
+    start = threading.Barrier(sessions)
+    with ThreadPoolExecutor(sessions) as pool:
+        done = list(pool.map(lambda _: _write_products(database_url, start, 20), range(sessions)))
+    with app.app_context():
+        actual = db.session.query(Product).count()
+        assert actual == 1 + sessions * 20 * 2
+        assert stats(db.session) == (actual, 1 + sum(changed for _, changed in done))
+        touched = db.session.execute(select(ProductStats.id).where(ProductStats.changes > 0)).scalars().all()
+        assert {slot for slot, _ in done} <= set(touched)
+        assert db.session.query(ProductStats).count() == 16
 
 
 def _upgrade_with_the_others(settings: dict, ready) -> None:
@@ -144,5 +235,5 @@ def test_instances_starting_together_migrate_once(settings):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
         assert {"products", "users", "product_stats"} <= set(inspect(conn).get_table_names())
-        assert conn.execute(text("SELECT total FROM product_stats")).scalars().all() == [0]
+        assert conn.execute(text("SELECT count(*), sum(total), sum(changes) FROM product_stats")).one() == (16, 0, 0)
     engine.dispose()

@@ -5,14 +5,16 @@ import hashlib
 import json
 import re
 import time
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
 from itsdangerous import Signer
-from sqlalchemy import text
+from sqlalchemy import event, text, update
 
 from app.extensions import db
 from app.models import Product
+from app.services import products as products_service
 from tests.factories import make_product
 
 LAMP = {"name": "Lamp", "description": "A desk lamp", "price": 19.99, "quantity": 3}
@@ -770,7 +772,10 @@ class TestConditionalGet:
         (product_id,) = seed(app, {"name": "Lamp"})
         return f"/products/{product_id}"
 
-    @pytest.mark.parametrize("path", ["/products/{id}", "/products", "/products?per_page=1&sort=-name"])
+    @pytest.mark.parametrize(
+        "path",
+        ["/products/{id}", "/products", "/products?per_page=1&sort=-name", "/products?q=lamp", "/products?page=3"],
+    )
     def test_a_matching_tag_gets_304_without_a_body(self, app, client, lamp, path):
         url = path.format(id=lamp.rsplit("/", 1)[1])
         first = client.get(url)
@@ -785,7 +790,7 @@ class TestConditionalGet:
         assert again.headers["Cache-Control"] == "no-cache"
         assert stored(app, int(lamp.rsplit("/", 1)[1])).version == 1
 
-    @pytest.mark.parametrize("path", ["/products/{id}", "/products"])
+    @pytest.mark.parametrize("path", ["/products/{id}", "/products", "/products?q=lamp"])
     def test_weak_star_and_lists_of_tags_match_too(self, client, lamp, path):
         url = path.format(id=lamp.rsplit("/", 1)[1])
         etag = client.get(url).headers["ETag"]
@@ -817,22 +822,123 @@ class TestConditionalGet:
         assert body["quantity"] == 9
         assert stored(app, body["id"]).quantity == 9
 
-    def test_a_list_changes_its_tag_when_a_product_comes_or_goes(self, app, client, lamp, user_headers):
+    def test_every_change_by_the_api_gives_the_list_a_new_tag(self, app, client, lamp, user_headers):
+        """Create, update, delete: each old tag gets the full answer. The counter only grows, so even
+        a list back to its earlier rows gets a tag it never had (a strong tag may change needlessly,
+        never stay when the answer changed)."""
+
+        def tag_after(write, old: str) -> str:
+            assert write.status_code in (200, 201)
+            response = client.get("/products", headers={"If-None-Match": old})
+            assert response.status_code == 200
+            assert response.headers["X-Total-Count"] == str(count(app))
+            return response.headers["ETag"]
+
         tags = [client.get("/products").headers["ETag"]]
         created = client.post("/products/create", json=LAMP, headers=user_headers)
-        tags.append(client.get("/products").headers["ETag"])
-        client.delete(created.headers["Location"] + "/delete", headers=user_headers)
-        tags.append(client.get("/products").headers["ETag"])
-        assert tags[0] != tags[1]
-        assert tags[2] == tags[0]  # the same answer again: the same strong tag
-        assert client.get("/products", headers={"If-None-Match": tags[1]}).status_code == 200
-        assert count(app) == 1
+        tags.append(tag_after(created, tags[-1]))
+        tags.append(tag_after(client.put(f"{lamp}/update", json={"quantity": 9}, headers=user_headers), tags[-1]))
+        tags.append(tag_after(client.delete(created.headers["Location"] + "/delete", headers=user_headers), tags[-1]))
+        assert len(set(tags)) == 4
+        assert [row["id"] for row in client.get("/products").json] == [int(lamp.rsplit("/", 1)[1])]
+
+    def test_a_search_and_a_cursor_page_answer_304_too(self, app, client, lamp):
+        seed(app, {"name": "Lamp shade"})
+        cursor = client.get("/products?per_page=1").headers["X-Next-Cursor"]
+        for query in ({"q": "lamp", "per_page": 1}, {"per_page": 1, "cursor": cursor}, {"q": "lamp", "cursor": cursor}):
+            first = client.get("/products", query_string=query)
+            assert first.status_code == 200 and len(first.json) == 1, query
+            again = client.get("/products", query_string=query, headers={"If-None-Match": first.headers["ETag"]})
+            assert again.status_code == 304, query
+            assert again.get_data() == b""
+            assert again.headers["ETag"] == first.headers["ETag"]
+            assert again.headers["Cache-Control"] == "no-cache"
 
     def test_each_query_has_a_tag_of_its_own(self, app, client):
         seed(app, {"name": "Lamp"}, {"name": "Chair"})
-        first, second = (client.get(f"/products?per_page=1&page={n}").headers["ETag"] for n in (1, 2))
-        assert first != second
-        assert client.get("/products?per_page=1&page=2", headers={"If-None-Match": first}).status_code == 200
+        cursor = client.get("/products?per_page=1").headers["X-Next-Cursor"]
+        queries = [
+            "page=1&per_page=1", "page=2&per_page=1", "per_page=2", "sort=name", "q=lamp", "q=chair",
+            "user_id=auth0|alice", "user_id=auth0|bob", f"per_page=1&cursor={cursor}",
+        ]  # fmt: skip
+        tags = [client.get(f"/products?{query}").headers["ETag"] for query in queries]
+        assert len(set(tags)) == len(queries)
+        assert client.get("/products?per_page=1&page=2", headers={"If-None-Match": tags[0]}).status_code == 200
+
+    @pytest.mark.parametrize(
+        "query", ["", "page=2&per_page=1", "sort=-price&user_id=auth0|alice", "q=lamp", "q=lamp&user_id=auth0|alice"]
+    )
+    def test_a_conditional_list_reads_the_counter_and_nothing_else(self, app, client, lamp, query):
+        """As cheap as a product's 304: one statement on the stats slots, whatever the query would read."""
+        etag = client.get(f"/products?{query}").headers["ETag"]
+        statements = []
+
+        def listen(connection, cursor, statement, *args):
+            statements.append(statement)
+
+        with app.app_context():
+            event.listen(db.engine, "before_cursor_execute", listen)
+            try:
+                assert client.get(f"/products?{query}", headers={"If-None-Match": etag}).status_code == 304
+            finally:
+                event.remove(db.engine, "before_cursor_execute", listen)
+        assert len(statements) == 1, statements
+        assert "FROM product_stats" in statements[0] and "products." not in statements[0]
+
+    def test_an_edited_cursor_is_422_even_with_a_tag(self, app, client, lamp):
+        seed(app, {"name": "Chair"})
+        cursor = client.get("/products?per_page=1").headers["X-Next-Cursor"]
+        edited = cursor[:-2] + ("BB" if cursor.endswith("AA") else "AA")
+        response = client.get("/products", query_string={"cursor": edited}, headers={"If-None-Match": "*"})
+        assert response.status_code == 422
+
+    def test_a_search_that_straddles_a_commit_gets_no_tag(self, app, client, lamp, monkeypatch):
+        """Its two statements saw two states of the table: no tag (a later request could match it
+        while the rows are not one state's), still no-cache. The next search has one again."""
+        original = products_service.search_candidates
+
+        def commit_between(**kwargs):
+            with db.engine.connect() as other:
+                other.execute(update(Product).values(quantity=Product.quantity + 1))
+                other.commit()
+            return original(**kwargs)
+
+        monkeypatch.setattr(products_service, "search_candidates", commit_between)
+        response = client.get("/products?q=lamp")
+        assert response.status_code == 200
+        assert response.json[0]["quantity"] == 4
+        assert "ETag" not in response.headers
+        assert response.headers["Cache-Control"] == "no-cache"
+        monkeypatch.setattr(products_service, "search_candidates", original)
+        assert "ETag" in client.get("/products?q=lamp").headers
+
+    def test_an_empty_page_that_rows_reached_since_gets_no_tag(self, app, client, lamp, monkeypatch):
+        """Page 2 read empty, then a create moved the lamp onto it: the empty answer is no state the
+        counter read next describes, so it goes without a tag."""
+        original, created = products_service.read_connection, []
+
+        @contextmanager
+        def create_after_the_first_read():
+            with original() as connection:
+                execute = connection.execute
+
+                def then_create(statement):
+                    result = execute(statement).freeze()  # read in full before the write
+                    if not created:
+                        created.extend(seed(app, {"name": "Newer"}))
+                    return result()
+
+                connection.execute = then_create
+                yield connection
+
+        monkeypatch.setattr(products_service, "read_connection", create_after_the_first_read)
+        response = client.get("/products?page=2&per_page=1")
+        assert response.status_code == 200
+        assert response.json == []
+        assert "ETag" not in response.headers
+        assert response.headers["Cache-Control"] == "no-cache"
+        monkeypatch.undo()
+        assert [row["name"] for row in client.get("/products?page=2&per_page=1").json] == ["Lamp"]
 
     def test_the_answer_does_not_depend_on_credentials(self, client, lamp, user_headers):
         """Reads are public: the same body and tag signed in or not, so no Vary on Authorization is needed."""

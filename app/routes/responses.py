@@ -48,8 +48,10 @@ def not_modified(etag: str):
     return response
 
 
-def with_validator(response, etag: str):
-    response.set_etag(etag)
+def with_validator(response, etag: str | None):
+    """The ETag, if the answer has one (a search that straddled a commit has none), and Cache-Control."""
+    if etag is not None:
+        response.set_etag(etag)
     response.headers["Cache-Control"] = REVALIDATE
     return response
 

@@ -7,7 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ARRAY, Integer, any_, bindparam, func, literal_column, or_, select, table, tuple_
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Integer,
+    any_,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+    tuple_,
+)
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
@@ -83,6 +96,11 @@ def _one_of(ids: list[int]):
     return Product.id == any_(bindparam(None, ids, type_=ARRAY(Integer)))
 
 
+def _sum(column):
+    """The sum over the stats slots, as a bigint (PostgreSQL's sum of bigints is a numeric)."""
+    return cast(func.sum(column), BigInteger)
+
+
 def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, cursor=None, within=None):
     """The statements behind one page: rows (one extra, to know if there is a next) and the total (or None).
 
@@ -114,7 +132,7 @@ def page_queries(*, page: int, per_page: int, sort: str, q=None, user_id=None, c
     if conditions:
         total = select(func.count()).select_from(products).where(*conditions)
     else:
-        total = select(ProductStats.__table__.c.total)  # kept exact by triggers: no scan of the table
+        total = select(_sum(ProductStats.__table__.c.total))  # kept exact by triggers: no scan of the table
     return rows, total
 
 
@@ -124,55 +142,74 @@ def read_connection():
     return db.engine.connect()
 
 
+# The listings' validator: grows with every committed change of products (triggers, migration 0008).
+CHANGES = select(_sum(ProductStats.__table__.c.changes))
+
+
 @functools.lru_cache(maxsize=512)
-def _page_statements(dialect: str, ids_only: bool, **params):
-    """The page's statement (rows, plus the total as a scalar subquery) and the count alone.
+def _page_statements(dialect: str, **params):
+    """The page's statement (rows, with the change counter and the total as scalar subqueries), and
+    what answers an empty page: the counter, the total and whether any row is there now.
 
     Built once per distinct query and dialect, then reused: statements are immutable, and
     building one cost as much as a tenth of a first-page request. Bounded, so the variety of
     searches and cursors clients send cannot grow it.
     """
     rows, count = page_queries(**params)
-    if ids_only:
-        rows = rows.with_only_columns(rows.selected_columns.id, rows.selected_columns.version)
+    columns = [CHANGES.scalar_subquery().label("changes")]
     if count is not None:
-        rows = rows.add_columns(count.scalar_subquery().label("total_count"))
-    return rows, count
+        columns.append(count.scalar_subquery().label("total_count"))
+    return rows.add_columns(*columns), select(*columns, rows.exists().label("found"))
 
 
 @retry_if_disconnected
-def _page_rows(params: dict, *, ids_only: bool = False) -> tuple[list, int | None]:
-    """The page's rows and the total in one statement: the count rides along as a scalar subquery
-    (evaluated once by both databases). Only a page past the end, which has no row to carry it,
-    asks for the count on its own."""
-    engine = db.engine
-    rows, count = _page_statements(engine.dialect.name, ids_only, **params)
+def _page_rows(params: dict) -> tuple[list, int | None, int | None]:
+    """The page's rows, the total and the change counter, from one statement (one snapshot): the
+    subqueries ride along, evaluated once by both databases.
+
+    A page with no row has nothing to carry them: a second statement reads them, and says whether
+    rows have appeared since. If not, the empty answer is the one that counter's state gives;
+    if so, it is older than any counter read here, and goes without one.
+    """
+    rows, empty = _page_statements(db.engine.dialect.name, **params)
     with read_connection() as connection:
         items = connection.execute(rows).all()
-        if count is None:
-            return items, None
-        if items:
-            return items, items[0].total_count
-        return items, (connection.execute(count).scalar() if params["page"] > 1 else 0)
+        state = items[0] if items else connection.execute(empty).one()
+    total = getattr(state, "total_count", None)
+    return items, total, None if getattr(state, "found", False) else state.changes
 
 
-def _search_rows(params: dict) -> tuple[list, int | None, bool]:
-    """A search's rows, total and whether it was cut: its matches' ids are found once (the newest
-    SEARCH_MATCH_LIMIT, under SEARCH_TIMEOUT_MS), then the page is read and counted within them."""
+def _search_rows(params: dict) -> tuple[list, int | None, bool, int | None]:
+    """A search's rows, total, whether it was cut, and the change counter (None: unknown).
+
+    Its matches' ids are found once (the newest SEARCH_MATCH_LIMIT, under SEARCH_TIMEOUT_MS),
+    then the page is read and counted within them. Those are two statements, two snapshots: a
+    commit between them gives an answer that no one state of the table gave. The counter read
+    before and after tells: if it moved, the answer gets no counter, so no ETag that a later
+    request could match.
+    """
     q, user_id = params["q"], params["user_id"]
+    before = db.session.scalar(CHANGES)
     with statement_timeout(current_app.config["SEARCH_TIMEOUT_MS"]):
         found = db.session.scalars(search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT + 1)).all()
     within = found[:SEARCH_MATCH_LIMIT]
     rows, _ = page_queries(**params, within=within)
     items = db.session.execute(rows).all()
     total = None if params["cursor"] is not None else len(within)  # counted already: no second pass
-    return items, total, len(found) > SEARCH_MATCH_LIMIT
+    changes = before if db.session.scalar(CHANGES) == before else None
+    return items, total, len(found) > SEARCH_MATCH_LIMIT, changes
 
 
-def _page_etag(params: dict, total: int | None, items) -> str:
-    """A strong validator of the whole answer: the query, the total, and each row's id and version
-    (every change of a row bumps its version; ids are never reused)."""
-    state = (sorted(params.items()), total, [(row.id, row.version) for row in items])
+def _page_etag(params: dict, changes: int) -> str:
+    """A strong validator of the whole answer: the representation's version, the query and the change counter.
+
+    One counter value is one state of the products table, and the answer depends on nothing
+    else: the same query on it gives the same rows, total and cursor. A change anywhere in the
+    table moves it, even one this page does not show (a 304 then costs one small read).
+    """
+    from app import __version__  # the serialisation: a release that changes it changes every tag
+
+    state = (__version__, sorted(params.items()), changes)
     return hashlib.blake2b(repr(state).encode(), digest_size=16).hexdigest()
 
 
@@ -188,36 +225,38 @@ def list_products(
     params = {"page": page, "per_page": per_page, "sort": sort, "q": q, "user_id": user_id, "cursor": cursor}
     truncated = False
     if q:
-        items, total, truncated = _search_rows(params)
+        items, total, truncated, changes = _search_rows(params)
     else:
-        items, total = _page_rows(params)
+        items, total, changes = _page_rows(params)
     next_cursor = None
     if len(items) > per_page:
         items = items[:per_page]
         last = items[-1]
         next_cursor = encode_cursor(sort, getattr(last, sort.lstrip("-")), last.id)
-    etag = _page_etag(params, total, items)
     return Page(
         items=items,
         total=total,
         page=page,
         per_page=per_page,
         next_cursor=next_cursor,
-        etag=etag,
+        etag=None if changes is None else _page_etag(params, changes),
         truncated=truncated,
         max_page=MAX_PAGE,
     )
 
 
+@retry_if_disconnected
 def page_etag(
     *, page: int, per_page: int, sort: str, q: str | None = None, user_id: str | None = None, cursor: str | None = None
 ) -> str:
-    """`list_products(...).etag` from ids and versions alone: what a conditional request needs to answer 304."""
+    """The tag `list_products(...)` would answer with now, from the change counter alone: one read
+    of the stats slots, no product row, whatever the query (searches and cursors included)."""
+    if cursor is not None:
+        decode_cursor(cursor, sort)  # an edited cursor is still 422, not a 304
     params = {"page": page, "per_page": per_page, "sort": sort, "q": q, "user_id": user_id, "cursor": cursor}
-    if q:  # a search is bounded by its own guards, which the full listing applies
-        return list_products(**params).etag
-    items, total = _page_rows(params, ids_only=True)
-    return _page_etag(params, total, items[:per_page])
+    with read_connection() as connection:
+        changes = connection.execute(CHANGES).scalar()
+    return _page_etag(params, changes)
 
 
 _READ_ONE = select(Product.__table__).where(Product.__table__.c.id == bindparam("product_id"))
