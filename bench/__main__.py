@@ -169,10 +169,13 @@ def targets_for(url: str, n: int, token: str) -> dict[str, load.Target]:
         **{label: load.Target("GET", f"{url}/products?{query}") for label, query in SEARCH_SHAPES.items()},
         "GET /products/<id>": load.Target("GET", f"{url}/products/{middle}"),
         "GET /products (304)": load.Target(
-            "GET", f"{url}/products", headers={"If-None-Match": etag_of(f"{url}/products")}
+            "GET", f"{url}/products", headers={"If-None-Match": etag_of(f"{url}/products")}, expect=304
         ),
         "GET /products/<id> (304)": load.Target(
-            "GET", f"{url}/products/{middle}", headers={"If-None-Match": etag_of(f"{url}/products/{middle}")}
+            "GET",
+            f"{url}/products/{middle}",
+            headers={"If-None-Match": etag_of(f"{url}/products/{middle}")},
+            expect=304,
         ),
         "PUT /products/<id>/update": load.Target(
             "PUT", f"{url}/products/{middle}/update", {"quantity": 7, "price": "12.50"}, auth, vary="quantity"
