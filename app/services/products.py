@@ -314,6 +314,9 @@ def snapshot(product) -> dict[str, Any]:
     }
 
 
+_INSERT = Product.__table__.insert().returning(*Product.__table__.c)
+
+
 def create_product(*, owner: Identity, data: dict, idempotency_key: str | None = None) -> Created:
     """Insert the product; with an idempotency key, a repeat of the request replays the first answer instead.
 
@@ -328,9 +331,9 @@ def create_product(*, owner: Identity, data: dict, idempotency_key: str | None =
         if outcome is not None:
             return Created(outcome, replayed=True)
     now = utcnow()
-    products = Product.__table__
-    values = {**fields, "user_id": user_id, "version": 1, "created_at": now, "updated_at": now}
-    created = snapshot(db.session.execute(products.insert().values(**values).returning(*products.c)).one())
+    values = {key: fields.get(key) for key in EDITABLE_FIELDS}
+    values.update(user_id=user_id, version=1, created_at=now, updated_at=now)
+    created = snapshot(db.session.execute(_INSERT, values).one())
     if idempotency_key is not None:
         idempotency.record(user_id=user_id, key=idempotency_key, outcome=created)
     db.session.commit()
@@ -371,6 +374,26 @@ def _if_match_versions(expected_etags) -> list[int] | None:
     return [int(tag) for tag in expected_etags.as_set() if tag.isdigit() and len(tag) < 10]
 
 
+@functools.lru_cache(maxsize=64)
+def _update_statement(fields: tuple[str, ...], *, owner_only: bool, versions: bool):
+    """The UPDATE for one set of fields, built once (building it cost a tenth of the request); values are bound."""
+    products = Product.__table__
+    new = {key: bindparam(f"new_{key}", type_=products.c[key].type) for key in fields}
+    differs = or_(*(products.c[key].is_distinct_from(value) for key, value in new.items()))
+    conditions = [products.c.id == bindparam("product_id"), differs]
+    if owner_only:
+        conditions.append(products.c.user_id == bindparam("owner"))
+    if versions:
+        conditions.append(products.c.version.in_(bindparam("versions", expanding=True)))
+    now = bindparam("now", type_=products.c.updated_at.type)
+    return (
+        products.update()
+        .where(*conditions)
+        .values({**new, "version": products.c.version + 1, "updated_at": now})
+        .returning(*products.c)
+    )
+
+
 def update_product(*, product_id: int, identity: Identity, changes: dict, expected_etags=None):
     """Apply editable fields in one `UPDATE ... RETURNING`, as a plain row.
 
@@ -383,19 +406,10 @@ def update_product(*, product_id: int, identity: Identity, changes: dict, expect
     fields = {key: changes[key] for key in EDITABLE_FIELDS if key in changes}
     versions = _if_match_versions(expected_etags)
     if fields and versions != []:
-        products = Product.__table__
-        conditions = [products.c.id == product_id, or_(*(products.c[k].is_distinct_from(v) for k, v in fields.items()))]
-        if not identity.is_admin:
-            conditions.append(products.c.user_id == identity.user.user_id)
-        if versions is not None:
-            conditions.append(products.c.version.in_(versions))
-        statement = (
-            products.update()
-            .where(*conditions)
-            .values(**fields, version=products.c.version + 1, updated_at=utcnow())
-            .returning(*products.c)
-        )
-        row = db.session.execute(statement).first()
+        statement = _update_statement(tuple(fields), owner_only=not identity.is_admin, versions=versions is not None)
+        params = {f"new_{key}": value for key, value in fields.items()}
+        params.update(product_id=product_id, owner=identity.user.user_id, versions=versions, now=utcnow())
+        row = db.session.execute(statement, params).first()
         db.session.commit()  # ends the transaction either way (SQLite held its write lock for the statement)
         if row is not None:
             return row
