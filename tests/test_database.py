@@ -1,6 +1,8 @@
 """The database under the API: SQLite tuned for several workers, PostgreSQL surviving outages."""
 
+import fcntl
 import multiprocessing
+import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -237,3 +239,42 @@ def test_instances_starting_together_migrate_once(settings):
         assert {"products", "users", "product_stats"} <= set(inspect(conn).get_table_names())
         assert conn.execute(text("SELECT count(*), sum(total), sum(changes) FROM product_stats")).one() == (16, 0, 0)
     engine.dispose()
+
+
+@pytest.mark.skipif(bool(postgres_base_url()), reason="SQLite's writer queue")
+class TestSqliteWriterQueue:
+    """SQLite writers queue on a file lock beside the database (the next wakes as the last finishes),
+    instead of polling in SQLite's busy handler; PostgreSQL locks rows and needs none."""
+
+    def hold_the_turn(self, app):
+        with app.app_context():
+            path = f"{db.engine.url.database}-writers.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another open file, as another worker holds it; free now
+        return fd
+
+    def test_a_write_waits_for_the_turn_then_succeeds(self, app, client, user_headers):
+        fd = self.hold_the_turn(app)
+        answers = []
+        writer = threading.Thread(
+            target=lambda: answers.append(client.post("/products/create", json=PRODUCT, headers=user_headers))
+        )
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and products_in(app) == 0  # queued, nothing written
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        writer.join(10)
+        assert answers[0].status_code == 201 and products_in(app) == 1
+
+    def test_a_refused_write_gives_the_turn_back(self, app, client, user_headers, other_headers):
+        created = client.post("/products/create", json=PRODUCT, headers=user_headers).json
+        refused = client.put(f"/products/{created['id']}/update", json={"quantity": 5}, headers=other_headers)
+        assert refused.status_code == 403
+        fd = self.hold_the_turn(app)  # BlockingIOError if the refused write still held it
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        assert (
+            client.put(f"/products/{created['id']}/update", json={"quantity": 5}, headers=user_headers).status_code
+            == 200
+        )

@@ -1,4 +1,9 @@
-"""Read-then-write without a window for another writer, on both databases."""
+"""Writers without lost time or a window for another writer, on both databases."""
+
+import fcntl
+import os
+import threading
+from contextlib import contextmanager
 
 from app.extensions import db
 
@@ -15,3 +20,49 @@ def begin_write() -> None:
     connection = db.session.connection()
     if not connection.connection.dbapi_connection.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _WriterQueue:
+    """An OS file lock beside one SQLite database, opened once per process (never shared across a fork)."""
+
+    def __init__(self, database: str):
+        self.path = f"{database}-writers.lock"
+        self.threads = threading.Lock()  # flock does not exclude threads sharing one open file
+        self.fd: int | None = None
+        self.pid: int | None = None
+
+    def descriptor(self) -> int:
+        if self.pid != os.getpid():
+            self.fd, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        return self.fd
+
+
+_queues: dict[str, _WriterQueue] = {}
+
+
+@contextmanager
+def writer_turn():
+    """Hold the database's writer turn for one write transaction (its statements and its COMMIT).
+
+    SQLite lets one writer in at a time and makes the others poll: its busy handler sleeps 1,
+    2, 5, 10... ms between tries, while a write holds the lock for a fraction of a millisecond.
+    With two workers writing, most of their time went to those sleeps (2 workers wrote 15%
+    more than 1). Here writers queue on an OS file lock instead, which wakes the next one the
+    moment the last is done. PostgreSQL locks rows, not the database: nothing to queue.
+    """
+    engine = db.engine
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    queue = _queues.get(database) or _queues.setdefault(database, _WriterQueue(database))
+    with queue.threads:
+        fd = queue.descriptor()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        except BaseException:
+            db.discard_transaction()  # never leave SQLite's write lock held past our turn
+            raise
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)

@@ -30,7 +30,7 @@ from app.models.ddl import SQLITE_SEARCH_TABLE
 from app.models.product import etag_of
 from app.models.types import utcnow
 from app.services import idempotency
-from app.services.locking import begin_write
+from app.services.locking import begin_write, writer_turn
 from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.timeouts import statement_timeout
 from app.services.users import Identity
@@ -325,18 +325,19 @@ def create_product(*, owner: Identity, data: dict, idempotency_key: str | None =
     """
     fields = {key: data[key] for key in EDITABLE_FIELDS if key in data}
     user_id = owner.user.user_id
-    if idempotency_key is not None:
-        request_hash = idempotency.fingerprint("products.create", fields)
-        outcome = idempotency.claim(user_id=user_id, key=idempotency_key, request_hash=request_hash)
-        if outcome is not None:
-            return Created(outcome, replayed=True)
-    now = utcnow()
     values = {key: fields.get(key) for key in EDITABLE_FIELDS}
-    values.update(user_id=user_id, version=1, created_at=now, updated_at=now)
-    created = snapshot(db.session.execute(_INSERT, values).one())
-    if idempotency_key is not None:
-        idempotency.record(user_id=user_id, key=idempotency_key, outcome=created)
-    db.session.commit()
+    with writer_turn():
+        if idempotency_key is not None:
+            request_hash = idempotency.fingerprint("products.create", fields)
+            outcome = idempotency.claim(user_id=user_id, key=idempotency_key, request_hash=request_hash)
+            if outcome is not None:
+                return Created(outcome, replayed=True)
+        now = utcnow()
+        values.update(user_id=user_id, version=1, created_at=now, updated_at=now)
+        created = snapshot(db.session.execute(_INSERT, values).one())
+        if idempotency_key is not None:
+            idempotency.record(user_id=user_id, key=idempotency_key, outcome=created)
+        db.session.commit()
     return Created(created)
 
 
@@ -409,8 +410,9 @@ def update_product(*, product_id: int, identity: Identity, changes: dict, expect
         statement = _update_statement(tuple(fields), owner_only=not identity.is_admin, versions=versions is not None)
         params = {f"new_{key}": value for key, value in fields.items()}
         params.update(product_id=product_id, owner=identity.user.user_id, versions=versions, now=utcnow())
-        row = db.session.execute(statement, params).first()
-        db.session.commit()  # ends the transaction either way (SQLite held its write lock for the statement)
+        with writer_turn():
+            row = db.session.execute(statement, params).first()
+            db.session.commit()  # ends the transaction either way (SQLite held its write lock for the statement)
         if row is not None:
             return row
     current = read_product_or_404(product_id)
