@@ -176,6 +176,7 @@ def _serving(env: Mapping) -> dict:
         "RATELIMIT_LOGIN": _rate(env, "RATELIMIT_LOGIN", "20 per minute"),
         # The last guard on a search's cost (0: none); the search rules keep ordinary ones far below.
         "SEARCH_TIMEOUT_MS": _int(env, "SEARCH_TIMEOUT_MS", 250),
+        "LIST_CACHE_SIZE": _int(env, "LIST_CACHE_SIZE", 256, minimum=0),
     }
 
 

@@ -36,11 +36,17 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 PER_PAGE = 50
 # Local tokens; limits far above what the load reaches (the limiter still runs on every request).
+# Every row but one measures the work behind its answer: the per-process cache of list answers
+# (LIST_CACHE_SIZE) is off, or each repeat of a query would cost one read of the change counter.
 SERVER_ENV = {
     "AUTH_MODE": "local",
     "RATELIMIT_DEFAULT": "100000000 per minute",
     "RATELIMIT_WRITES": "100000000 per minute",
+    "LIST_CACHE_SIZE": "0",
 }
+# The one row served as deployed (the list cache on, its default size), on the smallest database:
+# the SPA's first page, read again and again while products do not change.
+CACHED_ROW = "GET /products (list cache on)"
 # The costliest search shapes an anonymous client could send (issue 11, item 4): each must cost a
 # small multiple of the first page at any size. (Shorter terms, `q=am`, are a 422 before any query.)
 SEARCH_SHAPES = {
@@ -63,6 +69,7 @@ READS = [
 # Issue 14's targets: each row's share of the ceiling on the smallest database, and read scaling.
 SHARE_TARGETS = {
     "GET /products": 0.35,
+    CACHED_ROW: 0.35,
     "GET /products/<id>": 0.45,
     "GET /products (304)": 0.50,
     "GET /products/<id> (304)": 0.50,
@@ -228,6 +235,9 @@ def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> 
             n: stack.enter_context(gunicorn("wsgi:app", {**SERVER_ENV, "DATABASE_URL": url_for_size(n)})) for n in SIZES
         }
         targets = {n: targets_for(url, n, token) for n, (url, _pid) in servers.items()}
+        deployed = {**SERVER_ENV, "DATABASE_URL": url_for_size(SIZES[0]), "LIST_CACHE_SIZE": ""}
+        cached_url, _pid = stack.enter_context(gunicorn("wsgi:app", deployed))
+        targets[SIZES[0]] = _with_cached_row(targets[SIZES[0]], load.Target("GET", f"{cached_url}/products"))
         print(f"\n## {name}")
         print(f"{'endpoint':36} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
         for label in targets[SIZES[0]]:
@@ -236,6 +246,8 @@ def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> 
             base = load.drive(ceiling, duration=DURATION, connections=CONNECTIONS)
             print(f"{'ceiling (bare Flask)':36} {'-':>9} {_figures(base)}")
             for n in SIZES:
+                if label not in targets[n]:
+                    continue
                 settle(servers[n][0])
                 result = load.drive(targets[n][label], duration=DURATION, connections=CONNECTIONS)
                 share = result.requests_per_second / base.requests_per_second
@@ -252,6 +264,16 @@ def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> 
     _print_scaling(name, sizes)
     _print_targets(name, sizes)
     return sizes
+
+
+def _with_cached_row(targets: dict, cached: load.Target) -> dict:
+    """The smallest size's rows, with the deployed configuration's first page right after the uncached one."""
+    rows = {}
+    for label, target in targets.items():
+        rows[label] = target
+        if label == "GET /products":
+            rows[CACHED_ROW] = cached
+    return rows
 
 
 def _figures(result: load.Result) -> str:

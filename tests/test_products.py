@@ -764,6 +764,66 @@ class TestRestPaths:
         assert client.get(f"/products/{product_id}").json["name"] == "B"
 
 
+@contextmanager
+def sql_statements(app):
+    """The SQL statements the app runs inside the block."""
+    statements = []
+
+    def listen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", listen)
+        try:
+            yield statements
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listen)
+
+
+class TestListCache:
+    """Each process keeps recent list answers by ETag (LIST_CACHE_SIZE): a repeat reads only the
+    change counter, and any committed change of products, by any process, is seen at once."""
+
+    def answer(self, response):
+        headers = {name: response.headers.get(name) for name in ("ETag", "Link", "X-Total-Count", "X-Next-Cursor")}
+        return response.status_code, response.json, headers
+
+    def test_a_repeat_reads_only_the_counter_and_answers_the_same(self, app, client):
+        seed(app, {"name": "Lamp"}, {"name": "Chair"})
+        first = client.get("/products?per_page=1")
+        with sql_statements(app) as statements:
+            again = client.get("/products?per_page=1")
+        assert self.answer(again) == self.answer(first)
+        assert len(statements) == 1 and "FROM product_stats" in statements[0] and "products." not in statements[0]
+
+    def test_a_change_by_another_process_is_seen_by_the_next_read(self, app, client, user_headers):
+        (product_id,) = seed(app, {"name": "Lamp", "quantity": 3})
+        before = client.get("/products")
+        with app.app_context(), db.engine.connect() as other:  # as another worker or host would
+            other.execute(update(Product).values(quantity=4))
+            other.commit()
+        after = client.get("/products")
+        assert after.json[0]["quantity"] == 4 and after.headers["ETag"] != before.headers["ETag"]
+        client.post("/products/create", json={"name": "Chair", "price": "5", "quantity": 1}, headers=user_headers)
+        assert [p["name"] for p in client.get("/products").json] == ["Chair", "Lamp"]
+        assert client.get("/products").headers["X-Total-Count"] == "2"
+
+    def test_queries_do_not_share_answers(self, app, client):
+        seed(app, {"name": "Lamp"}, {"name": "Chair"})
+        assert len(client.get("/products?per_page=1").json) == 1
+        assert len(client.get("/products?per_page=2").json) == 2
+        assert [p["name"] for p in client.get("/products?sort=name").json] == ["Chair", "Lamp"]
+
+    def test_size_0_turns_it_off(self, make_app):
+        app = make_app(LIST_CACHE_SIZE="0")
+        seed(app, {"name": "Lamp"})
+        client = app.test_client()
+        client.get("/products")
+        with sql_statements(app) as statements:
+            assert client.get("/products").status_code == 200
+        assert len(statements) == 1 and "FROM products" in statements[0]  # the page itself, every time
+
+
 class TestConditionalGet:
     """If-None-Match on reads: 304 while the answer is the same, the full answer once anything changed."""
 
@@ -871,17 +931,8 @@ class TestConditionalGet:
     def test_a_conditional_list_reads_the_counter_and_nothing_else(self, app, client, lamp, query):
         """As cheap as a product's 304: one statement on the stats slots, whatever the query would read."""
         etag = client.get(f"/products?{query}").headers["ETag"]
-        statements = []
-
-        def listen(connection, cursor, statement, *args):
-            statements.append(statement)
-
-        with app.app_context():
-            event.listen(db.engine, "before_cursor_execute", listen)
-            try:
-                assert client.get(f"/products?{query}", headers={"If-None-Match": etag}).status_code == 304
-            finally:
-                event.remove(db.engine, "before_cursor_execute", listen)
+        with sql_statements(app) as statements:
+            assert client.get(f"/products?{query}", headers={"If-None-Match": etag}).status_code == 304
         assert len(statements) == 1, statements
         assert "FROM product_stats" in statements[0] and "products." not in statements[0]
 
@@ -924,7 +975,7 @@ class TestConditionalGet:
 
                 def then_create(statement):
                     result = execute(statement).freeze()  # read in full before the write
-                    if not created:
+                    if not created and statement is not products_service.CHANGES:  # the page itself, not its tag
                         created.extend(seed(app, {"name": "Newer"}))
                     return result()
 

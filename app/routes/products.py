@@ -1,6 +1,8 @@
 """Products: anyone reads; signed-in users create; the owner or an admin changes or deletes."""
 
-from flask import request, url_for
+from dataclasses import replace
+
+from flask import current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_identity, require_auth
@@ -9,6 +11,7 @@ from app.openapi import response_headers
 from app.routes.responses import (
     PROTECTED,
     SIGNED_IN,
+    Representations,
     as_dicts,
     json_response,
     not_modified,
@@ -32,6 +35,12 @@ bp = APIBlueprint(
     __name__,
     abp_tags=[Tag(name="products", description="The marketplace's products")],
     abp_responses={422: ErrorOut, 500: ErrorOut, 503: ErrorOut},
+)
+# Each process keeps the latest list answers by ETag (LIST_CACHE_SIZE): the SPA's first page is
+# read far more often than products change, and any change moves every list's tag.
+PAGES = "dmarket.list_pages"
+bp.record_once(
+    lambda state: state.app.extensions.setdefault(PAGES, Representations(state.app.config["LIST_CACHE_SIZE"]))
 )
 
 
@@ -60,9 +69,19 @@ def with_etag(response, version: int):
 def list_products(query: ProductQuery):
     """List products by page (X-Total-Count, Link) or by cursor (X-Next-Cursor); If-None-Match gives 304."""
     params = query.model_dump()
-    if "If-None-Match" in request.headers and (unchanged := not_modified(products.page_etag(**params))):
-        return unchanged
-    page = products.list_products(**params)
+    pages: Representations = current_app.extensions[PAGES]
+    cached = None
+    if pages.size or "If-None-Match" in request.headers:
+        etag = products.page_etag(**params)  # one small read: the table's change counter
+        if unchanged := not_modified(etag):
+            return unchanged
+        cached = pages.get(etag)
+    if cached is None:
+        page = products.list_products(**params)
+        cached = replace(page, items=[]), ProductList.model_validate(as_dicts(page.items)).model_dump_json()
+        if page.etag:
+            pages.put(page.etag, cached)
+    page, body = cached
     headers = {"Link": pagination_links(page)}
     if page.total is not None:
         headers["X-Total-Count"] = str(page.total)
@@ -70,7 +89,6 @@ def list_products(query: ProductQuery):
         headers["X-Search-Truncated"] = "true"
     if page.next_cursor:
         headers["X-Next-Cursor"] = page.next_cursor
-    body = ProductList.model_validate(as_dicts(page.items)).model_dump_json()
     return with_validator(json_response(body, headers=headers), page.etag)
 
 

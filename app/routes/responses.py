@@ -1,5 +1,7 @@
 """Small helpers the route modules share for building responses."""
 
+import threading
+from collections import OrderedDict
 from urllib.parse import quote
 
 from flask import Flask, json, request
@@ -99,3 +101,33 @@ def pagination_links(page) -> str:
         links.append(link(page.page + 1, "next"))
     links.append(link(page.last_page, "last"))
     return ", ".join(links)
+
+
+class Representations:
+    """Serialised answers by their strong ETag, per process: a bounded LRU, safe across threads.
+
+    A strong tag names exactly one body (for a listing: the query, the serialisation's version
+    and the products table's change counter), so a hit is the answer the database would give
+    now, without reading or serialising its rows again.
+    """
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, etag: str):
+        with self._lock:
+            entry = self._entries.get(etag)
+            if entry is not None:
+                self._entries.move_to_end(etag)
+            return entry
+
+    def put(self, etag: str, entry) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._entries[etag] = entry
+            self._entries.move_to_end(etag)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
