@@ -37,6 +37,7 @@ SERVER_ENV = {
     "LOG_LEVEL": "WARNING",  # as the bench's servers run
     "RATELIMIT_DEFAULT": "100000000 per minute",
     "RATELIMIT_WRITES": "100000000 per minute",
+    "LIST_CACHE_SIZE": "0",  # as the bench's servers run: each list request does its work
 }
 
 

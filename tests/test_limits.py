@@ -1,10 +1,15 @@
 """Rate limits: per signed-in user for writes, per IP otherwise; shared through Redis when configured."""
 
+import threading
+import time
 import uuid
 
 import pytest
 import redis
+from limits import parse
+from limits.strategies import FixedWindowRateLimiter
 
+from app.limits import ProcessCounters
 from tests.factories import bearer
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -133,3 +138,17 @@ def test_refused_requests_of_a_signed_in_user_count_against_that_user(make_app, 
     assert client.get("/me", headers=user_headers).status_code == 429  # the user's budget is spent, wherever
     assert client.get("/me", headers=other_headers).status_code == 200
     assert client.get("/products").status_code == 200  # anonymous reads from the same IP have their own
+
+
+def test_in_memory_counters_expire_without_a_thread():
+    """memory:// counts in this process; expired windows are dropped inline, no thread per 10 ms."""
+    counters = ProcessCounters()
+    limiter = FixedWindowRateLimiter(counters)
+    one_per_second = parse("1/second")
+    threads = threading.active_count()
+    assert [limiter.hit(one_per_second, "ip:1") for _ in range(2)] == [True, False]
+    assert limiter.hit(one_per_second, "ip:2")
+    assert threading.active_count() == threads  # no expiry thread started
+    time.sleep(1.1)
+    assert limiter.hit(one_per_second, "ip:1")  # a new window; the sweep dropped ip:2's old one
+    assert len(counters.storage) == 1
