@@ -8,6 +8,7 @@ endpoint (10), BENCH_CONNECTIONS (16), BENCH_WORKERS gunicorn workers (2), BENCH
 import json
 import os
 import platform
+import secrets
 import signal
 import socket
 import subprocess
@@ -18,10 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
+from flask import Flask
 from sqlalchemy import create_engine, text
 
 from app.auth.local_issuer import LocalIssuer
 from app.config import DEFAULT_ADMIN_CLAIM, DEFAULT_LOCAL_AUDIENCE, DEFAULT_LOCAL_ISSUER, database_url
+from app.services.paging import encode_cursor
 from app.services.products import MAX_PAGE
 from bench import load
 from bench.seed import seed
@@ -43,6 +46,7 @@ SERVER_ENV = {
     "RATELIMIT_DEFAULT": "100000000 per minute",
     "RATELIMIT_WRITES": "100000000 per minute",
     "LIST_CACHE_SIZE": "0",
+    "SECRET_KEY": secrets.token_urlsafe(32),  # the bench signs a deep cursor with it too
 }
 # The one row served as deployed (the list cache on, its default size), on the smallest database:
 # the SPA's first page, read again and again while products do not change.
@@ -148,11 +152,15 @@ def databases() -> list[tuple[str, callable]]:
     return targets
 
 
-def deep_cursor(url: str, n: int) -> str:
-    """A real cursor near the end of the list, as a client walking there would hold (fetched once, by page)."""
-    response = requests.get(f"{url}/products", params={"per_page": PER_PAGE, "page": n // PER_PAGE - 2}, timeout=120)
-    response.raise_for_status()
-    return response.headers["X-Next-Cursor"]
+def deep_cursor() -> str:
+    """A cursor two pages from the end of the newest-first list (after id 101), as the servers sign it.
+
+    A client walking there would hold this one; fetching it by page number stops at page 100.
+    """
+    signing = Flask(__name__)
+    signing.config["SECRET_KEY"] = SERVER_ENV["SECRET_KEY"]
+    with signing.app_context():
+        return encode_cursor("-id", 2 * PER_PAGE + 1, 2 * PER_PAGE + 1)
 
 
 def etag_of(url: str) -> str:
@@ -191,7 +199,7 @@ def targets_for(url: str, n: int, token: str) -> dict[str, load.Target]:
             "POST", f"{url}/products/create", {"name": "Bench lamp", "price": "19.99", "quantity": 1}, auth
         ),
     }
-    cursor = load.Target("GET", f"{url}/products?cursor={deep_cursor(url, n)}&per_page={PER_PAGE}")
+    cursor = load.Target("GET", f"{url}/products?cursor={deep_cursor()}&per_page={PER_PAGE}")
     labels = list(targets)
     labels.insert(labels.index("GET /products deep page") + 1, "GET /products cursor deep")
     return {label: cursor if label == "GET /products cursor deep" else targets[label] for label in labels}
