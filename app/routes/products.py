@@ -179,7 +179,5 @@ def update_product(path: ProductPath, body: ProductUpdate):
 @require_auth
 def delete_product(path: ProductPath):
     """Delete a product (owner or admin)."""
-    product = products.get_product_or_404(path.product_id)
-    products.ensure_can_edit(product, current_identity())
-    products.delete_product(product=product, expected_etags=_if_match())
+    products.delete_product(product_id=path.product_id, identity=current_identity(), expected_etags=_if_match())
     return json_response({"message": "The product was deleted."})

@@ -21,7 +21,6 @@ from sqlalchemy import (
     table,
     tuple_,
 )
-from sqlalchemy.orm.exc import StaleDataError
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db, retry_if_disconnected
@@ -30,7 +29,7 @@ from app.models.ddl import SQLITE_SEARCH_TABLE
 from app.models.product import etag_of
 from app.models.types import utcnow
 from app.services import idempotency
-from app.services.locking import begin_write, writer_turn
+from app.services.locking import writer_turn
 from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.timeouts import statement_timeout
 from app.services.users import Identity
@@ -279,23 +278,10 @@ def read_product_or_404(product_id: int):
     return row
 
 
-def get_product_or_404(product_id: int, *, lock: bool = False) -> Product:
-    """`lock`: read it under the write lock taken by `begin_write()` (FOR UPDATE on PostgreSQL)."""
-    product = db.session.get(Product, product_id, with_for_update=lock)
-    if product is None:
-        raise NotFound("The product was not found.")
-    return product
-
-
 def ensure_can_edit(product: Product, identity: Identity) -> None:
     """Only the owner or an admin may change or delete a product."""
     if product.user_id != identity.user.user_id and not identity.is_admin:
         raise Forbidden("Only the product's owner or an admin can change it.")
-
-
-def _check_version(product: Product, expected_etags) -> None:
-    if expected_etags is not None and not expected_etags.contains(product.etag):
-        raise PreconditionFailed()
 
 
 @dataclass(frozen=True)
@@ -348,38 +334,23 @@ def create_product(*, owner: Identity, data: dict, idempotency_key: str | None =
     return Created(created)
 
 
-def _write(product: Product, apply, expected_etags) -> Product:
-    """Run `apply(product)` and commit; the version column turns a concurrent write into StaleDataError.
-
-    With If-Match the client asked to lose such a race: 412. Without it, the client asked for
-    its change to be applied: it is re-applied once to the fresh row, read under the write
-    lock, where no one can overtake it again (last writer wins). Writes are optimistic first
-    because races are rare and locks cost every request.
-    """
-    _check_version(product, expected_etags)
-    if not apply(product):
-        return product
-    product_id = product.id
-    try:
-        db.session.commit()
-        return product
-    except StaleDataError:
-        db.session.rollback()
-        if expected_etags is not None:
-            raise PreconditionFailed() from None
-    db.session.expunge(product)  # its version is the one that lost; read the row afresh
-    begin_write()
-    product = get_product_or_404(product_id, lock=True)
-    if apply(product):
-        db.session.commit()
-    return product
-
-
 def _if_match_versions(expected_etags) -> list[int] | None:
     """The versions If-Match names (strong tags only, as RFC 9110 compares them); None for `*` or no header."""
     if expected_etags is None or expected_etags.star_tag:
         return None
     return [int(tag) for tag in expected_etags.as_set() if tag.isdigit() and len(tag) < 10]
+
+
+def _guards(*, owner_only: bool, versions: bool) -> list:
+    """What a write of one product depends on, as conditions of its own statement: the id, the
+    caller's right to edit it (owner, unless admin), and the versions If-Match names."""
+    products = Product.__table__
+    conditions = [products.c.id == bindparam("product_id")]
+    if owner_only:
+        conditions.append(products.c.user_id == bindparam("owner"))
+    if versions:
+        conditions.append(products.c.version.in_(bindparam("versions", expanding=True)))
+    return conditions
 
 
 @functools.lru_cache(maxsize=64)
@@ -388,40 +359,32 @@ def _update_statement(fields: tuple[str, ...], *, owner_only: bool, versions: bo
     products = Product.__table__
     new = {key: bindparam(f"new_{key}", type_=products.c[key].type) for key in fields}
     differs = or_(*(products.c[key].is_distinct_from(value) for key, value in new.items()))
-    conditions = [products.c.id == bindparam("product_id"), differs]
-    if owner_only:
-        conditions.append(products.c.user_id == bindparam("owner"))
-    if versions:
-        conditions.append(products.c.version.in_(bindparam("versions", expanding=True)))
     now = bindparam("now", type_=products.c.updated_at.type)
     return (
         products.update()
-        .where(*conditions)
+        .where(*_guards(owner_only=owner_only, versions=versions), differs)
         .values({**new, "version": products.c.version + 1, "updated_at": now})
         .returning(*products.c)
     )
 
 
-def update_product(*, product_id: int, identity: Identity, changes: dict, expected_etags=None):
-    """Apply editable fields in one `UPDATE ... RETURNING`, as a plain row.
+@functools.lru_cache(maxsize=4)
+def _delete_statement(*, owner_only: bool, versions: bool):
+    products = Product.__table__
+    return products.delete().where(*_guards(owner_only=owner_only, versions=versions)).returning(products.c.id)
 
-    The statement itself checks everything a write depends on: the caller may edit the row
-    (owner or admin), it is at a version If-Match names, and some field really differs (a
-    no-op writes nothing and keeps the version). A concurrent writer can therefore never be
-    overwritten unseen, and no lock or re-read is needed. When no row comes back, one read
-    says why: 404, 403, 412, or nothing to change (the row is answered as it is).
-    """
-    fields = {key: changes[key] for key in EDITABLE_FIELDS if key in changes}
-    versions = _if_match_versions(expected_etags)
-    if fields and versions != []:
-        statement = _update_statement(tuple(fields), owner_only=not identity.is_admin, versions=versions is not None)
-        params = {f"new_{key}": value for key, value in fields.items()}
-        params.update(product_id=product_id, owner=identity.user.user_id, versions=versions, now=utcnow())
-        with writer_turn():
-            row = db.session.execute(statement, params).first()
-            db.session.commit()  # ends the transaction either way (SQLite held its write lock for the statement)
-        if row is not None:
-            return row
+
+def _guarded_write(statement, params: dict, *, product_id: int, identity: Identity, versions):
+    """Run one guarded statement in the writer's turn and commit; its RETURNING row, or None."""
+    params.update(product_id=product_id, owner=identity.user.user_id, versions=versions)
+    with writer_turn():
+        row = db.session.execute(statement, params).first()
+        db.session.commit()  # ends the transaction either way (SQLite held its write lock for the statement)
+    return row
+
+
+def _explain_refusal(product_id: int, identity: Identity, expected_etags):
+    """Why a guarded write touched no row: 404, 403 or 412 raised; else the row as it is (nothing to change)."""
     current = read_product_or_404(product_id)
     ensure_can_edit(current, identity)
     if expected_etags is not None and not expected_etags.contains(etag_of(current.version)):
@@ -429,9 +392,34 @@ def update_product(*, product_id: int, identity: Identity, changes: dict, expect
     return current
 
 
-def delete_product(*, product: Product, expected_etags=None) -> None:
-    def apply(target: Product) -> bool:
-        db.session.delete(target)
-        return True
+def update_product(*, product_id: int, identity: Identity, changes: dict, expected_etags=None):
+    """Apply editable fields in one `UPDATE ... RETURNING`, as a plain row.
 
-    _write(product, apply, expected_etags)
+    The statement itself checks everything a write depends on (`_guards`) and that some field
+    really differs (a no-op writes nothing and keeps the version). A concurrent writer can
+    therefore never be overwritten unseen, and no lock or re-read is needed. When no row
+    comes back, one read says why: 404, 403, 412, or nothing to change (the row is answered as it is).
+    """
+    fields = {key: changes[key] for key in EDITABLE_FIELDS if key in changes}
+    versions = _if_match_versions(expected_etags)
+    if fields and versions != []:
+        statement = _update_statement(tuple(fields), owner_only=not identity.is_admin, versions=versions is not None)
+        params = {f"new_{key}": value for key, value in fields.items()}
+        params["now"] = utcnow()
+        row = _guarded_write(statement, params, product_id=product_id, identity=identity, versions=versions)
+        if row is not None:
+            return row
+    return _explain_refusal(product_id, identity, expected_etags)
+
+
+def delete_product(*, product_id: int, identity: Identity, expected_etags=None) -> None:
+    """Delete in one `DELETE ... RETURNING` under the same guards as an update; a read says why when none went."""
+    versions = _if_match_versions(expected_etags)
+    if versions != []:
+        statement = _delete_statement(owner_only=not identity.is_admin, versions=versions is not None)
+        if _guarded_write(statement, {}, product_id=product_id, identity=identity, versions=versions) is not None:
+            return
+    _explain_refusal(product_id, identity, expected_etags)
+    # The row is there, editable, at a version If-Match names, yet the DELETE missed it: it changed
+    # between the two statements (versions only grow, so this needs one): the client reads it again.
+    raise PreconditionFailed()
