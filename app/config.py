@@ -1,10 +1,11 @@
 """Settings: read from the environment once, checked, and handed to Flask's config."""
 
+import contextlib
 import ipaddress
 import os
 import re
 import secrets
-import time
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -67,29 +68,32 @@ def _origins(env: Mapping) -> list[str]:
 def instance_secret(path: Path, make: Callable[[], str], setting: str) -> str:
     """Read a secret kept in instance/, creating it (mode 0600) on first use.
 
-    O_EXCL makes concurrent workers agree: one creates the file, the others read it
-    (retrying briefly while it is still being written).
+    Concurrent workers agree: the file appears whole and exactly once (`_create_once`), so the
+    ones that lose the race read the winner's.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            value = make()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(value)
-                return value
-        for _ in range(50):
-            value = path.read_text().strip()
-            if value:
-                return value
-            time.sleep(0.05)
+            _create_once(path, make())
+        value = path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{path} cannot be created or read ({exc.strerror}); set {setting}") from None
-    raise ConfigError(f"{path} is empty; delete it to make a new one, or set {setting}")
+    if not value:
+        raise ConfigError(f"{path} is empty; delete it to make a new one, or set {setting}")
+    return value
+
+
+def _create_once(path: Path, value: str) -> None:
+    """Write `value` to `path` unless it exists: a complete private temporary file, then a hard link,
+    which fails if the name is taken. Readers never see a half-written file; one writer wins."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
 
 
 def _secret_key(env: Mapping, app_env: str, instance_path: str) -> tuple[str, str | None]:

@@ -13,6 +13,7 @@ import requests
 from werkzeug.serving import make_server
 
 from app import ConfigError, create_app
+from app.config import instance_secret
 from tests.live import ROOT
 
 
@@ -101,6 +102,36 @@ class TestConfiguration:
             "DMarket API configuration error: API_AUDIENCE is required when AUTH_MODE=auth0"
         )
         assert "Traceback" not in result.stderr
+
+
+class TestInstanceSecrets:
+    """Secrets kept in instance/ (SECRET_KEY, the sign-in code, the local issuer's key) are made once:
+    workers starting together agree on one, and none reads a half-written file."""
+
+    def test_concurrent_creators_all_read_the_one_that_won(self, tmp_path):
+        path = tmp_path / "instance" / "secret"
+        made = iter(range(1000))
+        start, results = threading.Barrier(16), []
+
+        def worker():
+            start.wait()
+            results.append(instance_secret(path, lambda: f"value-{next(made)}-" + "x" * 100_000, "SECRET_KEY"))
+
+        threads = [threading.Thread(target=worker) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(set(results)) == 1 and results[0] == path.read_text()
+        assert results[0].endswith("x" * 100_000)  # whole, never cut
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        assert [p.name for p in path.parent.iterdir()] == ["secret"]  # no temporary file left behind
+
+    def test_an_empty_file_is_a_clear_error(self, tmp_path):
+        path = tmp_path / "secret"
+        path.write_text("")
+        with pytest.raises(ConfigError, match="is empty"):
+            instance_secret(path, lambda: "new", "SECRET_KEY")
 
 
 class TestErrors:

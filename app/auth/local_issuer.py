@@ -1,7 +1,6 @@
 """Development issuer: an RSA key kept in instance/, so the API runs with no account anywhere."""
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -9,6 +8,8 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+
+from app.config import instance_secret
 
 KEY_FILE = "local_issuer_key.json"
 
@@ -55,21 +56,14 @@ class LocalIssuer:
 
 
 def _load_or_create_key(path: Path) -> RSAKey:
-    """Create the key once; O_EXCL makes concurrent workers agree on a single key."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
+    """Create the key once, as instance secrets are: concurrent workers agree on a single key."""
+
+    def generate() -> str:
         key = RSAKey.generate_key(2048, parameters={"use": "sig", "alg": "RS256"}, auto_kid=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(key.as_dict(private=True), fh)
-            return key
-    for _ in range(50):  # another worker may still be writing it
-        try:
-            return RSAKey.import_key(json.loads(path.read_text()))
-        except (ValueError, json.JSONDecodeError):
-            time.sleep(0.05)
-    raise RuntimeError(f"{path} does not hold a usable RSA key; delete it to make a new one")
+        return json.dumps(key.as_dict(private=True))
+
+    text = instance_secret(path, generate, "AUTH_MODE=auth0 (the local issuer keeps its key there)")
+    try:
+        return RSAKey.import_key(json.loads(text))
+    except (ValueError, json.JSONDecodeError):
+        raise RuntimeError(f"{path} does not hold a usable RSA key; delete it to make a new one") from None
