@@ -127,20 +127,24 @@ def _finish_request(response):
 
 
 def _log_access(response) -> None:
+    req = request._get_current_object()  # one lookup through the context-local proxy, not eight
+    path = req.path
+    status = response.status_code
     elapsed_ms = (time.perf_counter() - g.get("start", time.perf_counter())) * 1000
     access_log.log(
-        logging.DEBUG if request.path in PROBE_PATHS else logging.INFO,
+        logging.DEBUG if path in PROBE_PATHS else logging.INFO,
         "%s %s %s %.1fms",
-        request.method,
-        request.path,
-        response.status_code,
+        req.method,
+        path,
+        status,
         elapsed_ms,
         extra={
-            "method": request.method,
-            "path": request.path,
-            "status": response.status_code,
+            "request_id": g.get("request_id", "-"),
+            "method": req.method,
+            "path": path,
+            "status": status,
             "duration_ms": round(elapsed_ms, 1),
-            "remote_addr": request.remote_addr,
+            "remote_addr": req.remote_addr,
         },
     )
 

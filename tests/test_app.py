@@ -3,7 +3,9 @@
 import base64
 import hashlib
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -14,6 +16,7 @@ from werkzeug.serving import make_server
 
 from app import ConfigError, create_app
 from app.config import instance_secret
+from app.logs import FORMAT, TextFormatter
 from tests.live import ROOT
 
 
@@ -325,6 +328,16 @@ class TestRequestIds:
         assert len(lines) == 1
         assert "[req-42] app.access: GET /products 200 " in lines[0]
         assert lines[0].endswith("ms")
+        assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[req-42\]", lines[0])
+
+    @pytest.mark.parametrize("created", [1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.5, 1_699_999_999.25])
+    def test_log_times_read_as_the_standard_formatter_writes_them(self, created):
+        """The text format formats each second once: every line must still carry its own time."""
+        ours, standard = TextFormatter(), logging.Formatter(FORMAT)
+        for moment in (created, created + 0.001, created + 1):  # the same second, then the next one
+            record = logging.makeLogRecord({"created": moment, "msecs": moment % 1 * 1000 // 1, "msg": "m"})
+            record.request_id = "-"
+            assert ours.format(record) == standard.format(record)
 
 
 class TestSecurityHeaders:
