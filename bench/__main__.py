@@ -95,7 +95,7 @@ def gunicorn(app_path: str, env: dict):
     port = free_port()
     server_env = {
         **os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": str(WORKERS),
-        "LOG_LEVEL": "WARNING", "GUNICORN_MAX_REQUESTS": "0",
+        "LOG_LEVEL": "INFO", "GUNICORN_MAX_REQUESTS": "0",
     }  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", app_path],

@@ -16,6 +16,7 @@ import argparse
 import cProfile
 import io
 import json
+import logging
 import os
 import pstats
 import subprocess
@@ -34,7 +35,7 @@ ROWS = 1000
 SERVER_ENV = {
     "APP_ENV": "development",
     "AUTH_MODE": "local",
-    "LOG_LEVEL": "WARNING",  # as the bench's servers run
+    "LOG_LEVEL": "INFO",  # as deployed and as the bench's servers run: the access log writes a line per request
     "RATELIMIT_DEFAULT": "100000000 per minute",
     "RATELIMIT_WRITES": "100000000 per minute",
     "LIST_CACHE_SIZE": "0",  # as the bench's servers run: each list request does its work
@@ -146,6 +147,8 @@ def build(workdir: Path):
         url = _postgres_schema(url)
     seed(url, workdir / "instance", ROWS)
     app = create_app({**SERVER_ENV, "INSTANCE_PATH": str(workdir / "instance"), "DATABASE_URL": url})
+    for handler in logging.getLogger("app").handlers:  # formatted and written as deployed, then discarded
+        handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - open for the process's life
     issuer = LocalIssuer(
         instance_path=str(workdir / "instance"),
         issuer=app.config["AUTH0_ISSUER"],
