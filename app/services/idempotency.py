@@ -17,7 +17,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from app.errors import Conflict, ValidationFailed
-from app.extensions import db
 from app.models import IdempotencyKey
 from app.models.types import utcnow
 
@@ -41,18 +40,19 @@ def _canonical(value):
     raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
-def claim(*, user_id: str, key: str, request_hash: str) -> dict | None:
-    """Take `key` for this transaction (None: go on, then `record()`), or return the outcome it already holds.
+def claim(connection, *, user_id: str, key: str, request_hash: str) -> dict | None:
+    """Take `key` in the write's transaction on `connection` (None: go on, then `record()`), or return
+    the outcome it already holds (the caller then writes nothing).
 
     Raises 422 when the key was used for a different request, 409 when its request is still
-    running. A replay ends the transaction: nothing of this request is written.
+    running; the caller's transaction then rolls back.
     """
     now = utcnow()
     for _ in range(3):
-        if _insert(user_id=user_id, key=key, request_hash=request_hash, now=now):
-            _purge_expired(now)
+        if _insert(connection, user_id=user_id, key=key, request_hash=request_hash, now=now):
+            _purge_expired(connection, now)
             return None
-        found = db.session.execute(
+        found = connection.execute(
             select(_keys.c.request_hash, _keys.c.outcome, _keys.c.expires_at).where(
                 _keys.c.user_id == user_id, _keys.c.key == key
             )
@@ -60,9 +60,8 @@ def claim(*, user_id: str, key: str, request_hash: str) -> dict | None:
         if found is None:
             continue  # purged between our insert and our read: take it again
         if found.expires_at <= now:
-            db.session.execute(delete(_keys).where(_keys.c.user_id == user_id, _keys.c.key == key))
+            connection.execute(delete(_keys).where(_keys.c.user_id == user_id, _keys.c.key == key))
             continue
-        db.session.rollback()
         if found.request_hash != request_hash:
             raise ValidationFailed(
                 "This Idempotency-Key was already used with a different request; use a new key.",
@@ -74,35 +73,34 @@ def claim(*, user_id: str, key: str, request_hash: str) -> dict | None:
     raise _in_use()
 
 
-def record(*, user_id: str, key: str, outcome: dict) -> None:
+def record(connection, *, user_id: str, key: str, outcome: dict) -> None:
     """Store the outcome under the key taken by `claim()`, before the transaction commits."""
-    db.session.execute(update(_keys).where(_keys.c.user_id == user_id, _keys.c.key == key).values(outcome=outcome))
+    connection.execute(update(_keys).where(_keys.c.user_id == user_id, _keys.c.key == key).values(outcome=outcome))
 
 
-def _insert(*, user_id: str, key: str, request_hash: str, now) -> bool:
+def _insert(connection, *, user_id: str, key: str, request_hash: str, now) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING: True when the row is ours, False when the key is taken."""
-    dialect = db.session.get_bind().dialect.name
+    dialect = connection.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     row = {"user_id": user_id, "key": key, "request_hash": request_hash, "created_at": now}
     statement = (
         insert(_keys).values(**row, expires_at=now + KEY_LIFETIME).on_conflict_do_nothing().returning(_keys.c.key)
     )
     if dialect != "postgresql":
-        return db.session.execute(statement).first() is not None
+        return connection.execute(statement).first() is not None
     # The insert waits while another transaction holds the same key: bound that wait only.
-    db.session.execute(text(f"SET LOCAL lock_timeout = {int(IN_FLIGHT_WAIT_MS)}"))
+    connection.execute(text(f"SET LOCAL lock_timeout = {int(IN_FLIGHT_WAIT_MS)}"))
     try:
-        inserted = db.session.execute(statement).first() is not None
+        inserted = connection.execute(statement).first() is not None
     except OperationalError as exc:
         if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
             raise
-        db.discard_transaction()
-        raise _in_use() from None
-    db.session.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
+        raise _in_use() from None  # the caller's transaction rolls back
+    connection.execute(text("SET LOCAL lock_timeout TO DEFAULT"))
     return inserted
 
 
-def _purge_expired(now) -> None:
+def _purge_expired(connection, now) -> None:
     """Remove a few expired keys; rows another transaction is purging are skipped, not waited for."""
     expired = (
         select(_keys.c.user_id, _keys.c.key)
@@ -111,7 +109,7 @@ def _purge_expired(now) -> None:
         .limit(PURGE_BATCH)
         .with_for_update(skip_locked=True)
     )
-    db.session.execute(delete(_keys).where(tuple_(_keys.c.user_id, _keys.c.key).in_(expired)))
+    connection.execute(delete(_keys).where(tuple_(_keys.c.user_id, _keys.c.key).in_(expired)))
 
 
 def _in_use() -> Conflict:
