@@ -26,7 +26,8 @@ class SchemeAwareSessionInterface(SecureCookieSessionInterface):
     """Requests without the cookie (API clients: nearly all of them) skip the signing and cookie work."""
 
     def open_session(self, app: Flask, request):
-        if self.get_cookie_name(app) not in request.cookies:
+        # No Cookie header at all is checked first: parsing the cookies walks every request header.
+        if "HTTP_COOKIE" not in request.environ or self.get_cookie_name(app) not in request.cookies:
             return self.session_class() if app.secret_key else None
         return super().open_session(app, request)
 
