@@ -6,7 +6,7 @@ from alembic import context
 from flask import current_app
 from sqlalchemy import text
 
-from app.models.ddl import include_object_for
+from app.models.ddl import include_object_for, other_databases_indexes_unreflected
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -112,7 +112,10 @@ def run_migrations_online():
                 time.sleep(0.2)
             connection.commit()
         try:
-            with context.begin_transaction():
+            with (
+                context.begin_transaction(),
+                other_databases_indexes_unreflected(get_metadata(), connection.dialect.name),
+            ):
                 context.run_migrations()
         finally:
             if postgresql:

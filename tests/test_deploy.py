@@ -295,6 +295,7 @@ def test_health_probes_stay_out_of_the_access_log(app, settings):
 
 
 TRIGRAM_INDEXES = ("ix_products_name_trgm", "ix_products_description_trgm")
+PHRASE_INDEXES = ("ix_products_name_phrase_trgm", "ix_products_description_phrase_trgm")  # migration 0009
 
 
 @pytest.fixture
@@ -321,19 +322,19 @@ def pg_settings(settings):
         server.dispose()
 
 
-def trigram_indexes(conn) -> dict[str, tuple[int, bool]]:
+def trigram_indexes(conn, names=TRIGRAM_INDEXES) -> dict[str, tuple[int, bool]]:
     """{name: (oid, valid)} of the search indexes in the schema on the search_path."""
     rows = conn.execute(
         text(
             "SELECT c.relname, c.oid, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
             " WHERE c.oid = to_regclass(:a) OR c.oid = to_regclass(:b)"
         ),
-        {"a": TRIGRAM_INDEXES[0], "b": TRIGRAM_INDEXES[1]},
+        {"a": names[0], "b": names[1]},
     )
     return {name: (oid, valid) for name, oid, valid in rows}
 
 
-def test_migration_0003_builds_the_search_indexes_concurrently(pg_settings):
+def test_migrations_0003_and_0009_build_the_search_indexes_concurrently(pg_settings):
     """CREATE INDEX CONCURRENTLY, outside any transaction: writes go on while a big table is indexed."""
     app = create_app(pg_settings)
     statements = []
@@ -345,9 +346,9 @@ def test_migration_0003_builds_the_search_indexes_concurrently(pg_settings):
         event.listen(db.engine, "before_cursor_execute", record)
         upgrade()
         with db.engine.connect() as conn:
-            built = trigram_indexes(conn)
+            built = trigram_indexes(conn) | trigram_indexes(conn, PHRASE_INDEXES)
         db.engine.dispose()
-    for name in TRIGRAM_INDEXES:
+    for name in TRIGRAM_INDEXES + PHRASE_INDEXES:
         assert [
             auto for sql, auto in statements if sql.startswith(f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ")
         ] == [True]
@@ -377,6 +378,29 @@ def test_migration_0003_keeps_indexes_built_beforehand_and_rebuilds_an_invalid_o
     assert after[TRIGRAM_INDEXES[0]] == before[TRIGRAM_INDEXES[0]]  # kept as it was: same index, valid
     assert after[TRIGRAM_INDEXES[1]][1] is True and after[TRIGRAM_INDEXES[1]][0] != before[TRIGRAM_INDEXES[1]][0]
     assert version == ScriptDirectory(str(ROOT / "migrations")).get_current_head()
+
+
+def test_migration_0009_keeps_indexes_built_beforehand_and_rebuilds_an_invalid_one(pg_settings):
+    """As 0003 does: the phrase indexes pre-built by hand are kept, one left INVALID is rebuilt."""
+    app = create_app(pg_settings)
+    with app.app_context():
+        upgrade(revision="0008")
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for name, column in zip(PHRASE_INDEXES, ("name", "description"), strict=True):
+                expression = f"translate({column}, ' -,./', 'qqqqq') gin_trgm_ops"
+                conn.execute(text(f"CREATE INDEX CONCURRENTLY {name} ON products USING gin ({expression})"))
+            conn.execute(
+                text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = to_regclass(:name)"),
+                {"name": PHRASE_INDEXES[1]},
+            )
+            before = trigram_indexes(conn, PHRASE_INDEXES)
+        upgrade()
+        with db.engine.connect() as conn:
+            after = trigram_indexes(conn, PHRASE_INDEXES)
+        db.engine.dispose()
+    assert before[PHRASE_INDEXES[1]][1] is False
+    assert after[PHRASE_INDEXES[0]] == before[PHRASE_INDEXES[0]]
+    assert after[PHRASE_INDEXES[1]][1] is True and after[PHRASE_INDEXES[1]][0] != before[PHRASE_INDEXES[1]][0]
 
 
 def test_migration_0003_retries_a_build_that_deadlocks_with_a_concurrent_analyze(pg_settings):

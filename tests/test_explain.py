@@ -102,7 +102,16 @@ def test_a_deep_cursor_seeks_instead_of_skipping(filled, sort, value, index):
         assert_indexed(rows, index)
 
 
-def test_a_search_seeks_through_its_substring_index(filled):
+@pytest.mark.parametrize(
+    "q, indexes",
+    [
+        ("2999", ("ix_products_name_trgm", "ix_products_description_trgm")),
+        # A phrase seeks on the trigrams spanning its words (migration 0009), and only there:
+        # 0003's would hand over every row holding the words.
+        ("item 2999", ("ix_products_name_phrase_trgm", "ix_products_description_phrase_trgm")),
+    ],
+)
+def test_a_search_seeks_through_its_substring_index(filled, q, indexes):
     """`q=` finds a substring of name or description: through pg_trgm GIN indexes on PostgreSQL,
     through the FTS5 trigram table on SQLite.
 
@@ -114,11 +123,12 @@ def test_a_search_seeks_through_its_substring_index(filled):
     The page is then read within those ids (by primary key).
     """
     with filled.app_context():
-        found = search_candidates(q="item 2999", user_id=None, limit=SEARCH_MATCH_LIMIT + 1)
+        found = search_candidates(q=q, user_id=None, limit=SEARCH_MATCH_LIMIT + 1)
         if db.engine.dialect.name == "sqlite":
             assert "SCAN products_search VIRTUAL TABLE" in plan(found), plan(found)
             return
         db.session.execute(text("SET LOCAL enable_seqscan = off"))
         db.session.execute(text("SET LOCAL enable_indexscan = off"))
-        for index in ("ix_products_name_trgm", "ix_products_description_trgm"):
+        for index in indexes:
             assert_indexed(found, index)
+        assert plan(found).count('"Index Name"') == len(indexes), plan(found)

@@ -124,6 +124,31 @@ class TestList:
         assert [p["name"] for p in client.get("/products?q=100%25").json] == ["100% cotton"]
         assert client.get("/products?q=100_").json == []  # `_` is no wildcard either
 
+    @pytest.mark.parametrize(
+        "q, names",
+        [
+            ("condition lamp", ["Condition lamp", "Desk"]),
+            ("t-shirt", ["Red T-shirt"]),
+            ("100% cotton", ["100% cotton"]),
+            ("100_ cotton", []),
+            ("24/7 help", ["24/7 help desk"]),
+        ],
+    )
+    def test_a_phrase_matches_only_where_it_stands_as_typed(self, app, client, q, names):
+        """Words apart, in the other order, or joined by a `q` (how the phrase indexes read a
+        separator) do not match; `%`, `_` and `/` (the escape character) are literal."""
+        texts = ["Condition lamp", "Lamp in condition, lamp", "Lamp, good condition", "conditionQlamp"]
+        texts += ["Red T-shirt", "T shirt", "tqshirt", "100% cotton", "1000 cotton", "100%qcotton"]
+        texts += ["24/7 help desk", "24q7 help", "24/7qhelp"]
+        seed(
+            app,
+            {"name": "Desk", "description": "Good CONDITION LAMP"},
+            *({"name": t, "description": None} for t in texts),
+        )
+        response = client.get("/products", query_string={"q": q})
+        assert response.status_code == 200
+        assert sorted(p["name"] for p in response.json) == names
+
     @pytest.mark.parametrize("q", ['"best"', "lamp OR", "NEAR(a b)", "NEAR(a b) a*", "AMP", "amp o"])
     def test_search_reads_every_character_literally(self, app, client, q):
         """Quotes, operators and short terms are text to find, never a query language."""

@@ -1,12 +1,28 @@
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, column, func, literal_column
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
 from app.models.ddl import only_on
 from app.models.types import UTCDateTime, utcnow
+
+# pg_trgm ends a word at every character that is not a letter or digit, so its trigrams never span
+# two words. The phrase indexes (migration 0009) read the text with these made a letter: the
+# separators people type inside a term (phrases, "t-shirt", "24/7", "3.5", lists).
+PHRASE_SEPARATORS = " -,./"
+
+
+def joined_words(expression):
+    """`expression` with PHRASE_SEPARATORS made `q`, so its trigrams cross words: what the phrase indexes hold.
+
+    The constants are inlined, not bound: a statement prepared with them as parameters would
+    not be the indexed expression.
+    """
+    return func.translate(
+        expression, literal_column(f"'{PHRASE_SEPARATORS}'"), literal_column(f"'{'q' * len(PHRASE_SEPARATORS)}'")
+    )
 
 
 def etag_of(version: int) -> str:
@@ -31,6 +47,19 @@ class Product(db.Model):
             only_on(
                 "postgresql",
                 Index(f"ix_products_{c}_trgm", c, postgresql_using="gin", postgresql_ops={c: "gin_trgm_ops"}),
+            )
+            for c in ("name", "description")
+        ),
+        # A phrase's trigrams span its words: indexed over the text with separators made letters.
+        *(
+            only_on(
+                "postgresql",
+                Index(
+                    f"ix_products_{c}_phrase_trgm",
+                    joined_words(column(c)).label(f"{c}_joined"),
+                    postgresql_using="gin",
+                    postgresql_ops={f"{c}_joined": "gin_trgm_ops"},
+                ),
             )
             for c in ("name", "description")
         ),
