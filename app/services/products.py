@@ -30,7 +30,7 @@ from app.models.ddl import SQLITE_SEARCH_TABLE
 from app.models.product import PHRASE_SEPARATORS, etag_of, joined_words
 from app.models.types import utcnow
 from app.services import idempotency
-from app.services.locking import writer_turn
+from app.services.locking import write_transaction
 from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.timeouts import statement_timeout
 from app.services.users import Identity
@@ -347,7 +347,7 @@ def create_product(*, owner: Identity, data: dict, idempotency_key: str | None =
     fields = {key: data[key] for key in EDITABLE_FIELDS if key in data}
     user_id = owner.user.user_id
     values = {key: fields.get(key) for key in EDITABLE_FIELDS}
-    with writer_turn(), db.engine.begin() as connection:  # outside the ORM session, as _guarded_write
+    with write_transaction() as connection:  # outside the ORM session, as _guarded_write
         if idempotency_key is not None:
             request_hash = idempotency.fingerprint("products.create", fields)
             outcome = idempotency.claim(connection, user_id=user_id, key=idempotency_key, request_hash=request_hash)
@@ -409,7 +409,7 @@ def _guarded_write(statement, params: dict, *, product_id: int, identity: Identi
     The commit ends the transaction either way (SQLite held its write lock for the statement).
     """
     params.update(product_id=product_id, owner=identity.user.user_id, versions=versions)
-    with writer_turn(), db.engine.begin() as connection:
+    with write_transaction() as connection:
         return connection.execute(statement, params).first()
 
 
