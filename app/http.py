@@ -28,10 +28,6 @@ _FIXED_HEADERS = (
     ("X-Frame-Options", "DENY"),
     ("Cross-Origin-Opener-Policy", "same-origin"),
 )
-_JSON_SECURITY_HEADERS = (*_FIXED_HEADERS, ("Referrer-Policy", "no-referrer"), ("Content-Security-Policy", JSON_CSP))
-_SECURITY_NAMES = frozenset(
-    name.lower() for name, _value in (*_JSON_SECURITY_HEADERS, ("Strict-Transport-Security", ""))
-)
 # Pages (Swagger UI, the local sign-in page): our own assets; inline scripts only by hash.
 HTML_CSP = (
     "default-src 'self'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; "
@@ -162,25 +158,21 @@ def _script_hashes(body: bytes) -> str:
 def _security_headers(response) -> None:
     """The same fixed set on every answer (added only where a view did not set its own), and a CSP."""
     headers = response.headers
-    present = {name.lower() for name, _value in headers.items()} & _SECURITY_NAMES
-    is_html = response.mimetype == "text/html"
-    if not present and not is_html:  # a JSON answer, as nearly every one is: the set in one go
-        headers.extend(_JSON_SECURITY_HEADERS)
-    else:
-        for name, value in _FIXED_HEADERS:
-            if name.lower() not in present:
-                headers.add(name, value)
-        if "referrer-policy" not in present:
-            # Pages (the sign-in form, Swagger UI) must let the browser send its real Origin on their own
-            # POSTs: under no-referrer Chromium sends `Origin: null`, which the cross-site check refuses.
-            headers.add("Referrer-Policy", "same-origin" if is_html else "no-referrer")
-        if "content-security-policy" not in present:
-            if not is_html:
-                headers.add("Content-Security-Policy", JSON_CSP)
-            elif not response.direct_passthrough:
-                headers.add("Content-Security-Policy", HTML_CSP.format(hashes=_script_hashes(response.get_data())))
-            else:
-                headers.add("Content-Security-Policy", HTML_CSP.format(hashes=""))
+    present = {name.lower() for name, _value in headers.items()}
+    for name, value in _FIXED_HEADERS:
+        if name.lower() not in present:
+            headers.add(name, value)
+    if "referrer-policy" not in present:
+        # Pages (the sign-in form, Swagger UI) must let the browser send its real Origin on their own
+        # POSTs: under no-referrer Chromium sends `Origin: null`, which the cross-site check refuses.
+        headers.add("Referrer-Policy", "same-origin" if response.mimetype == "text/html" else "no-referrer")
+    if "content-security-policy" not in present:
+        if response.mimetype != "text/html":
+            headers.add("Content-Security-Policy", JSON_CSP)
+        elif not response.direct_passthrough:
+            headers.add("Content-Security-Policy", HTML_CSP.format(hashes=_script_hashes(response.get_data())))
+        else:
+            headers.add("Content-Security-Policy", HTML_CSP.format(hashes=""))
     if request.is_secure and "strict-transport-security" not in present:
         headers.add("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
 
