@@ -17,6 +17,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app.errors import ApiError, UnsupportedMediaType, ValidationFailed
 
 access_log = logging.getLogger("app.access")
+_ACCESS_FORMAT = "%s %s %s %.1fms"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 # Health probes and metrics scrapes come every few seconds forever: at INFO they would bury the traffic.
@@ -128,26 +129,35 @@ def _finish_request(response):
 
 
 def _log_access(response) -> None:
+    """One line per request, its record built and handed to the handlers directly.
+
+    `Logger.log` would look up the caller's frame for every record (a fifth of the line's
+    cost); the caller is known, so it is given.
+    """
     req = request._get_current_object()  # one lookup through the context-local proxy, not eight
     path = req.path
+    level = logging.DEBUG if path in PROBE_PATHS else logging.INFO
+    if not access_log.isEnabledFor(level):
+        return
     status = response.status_code
     elapsed_ms = (time.perf_counter() - g.get("start", time.perf_counter())) * 1000
-    access_log.log(
-        logging.DEBUG if path in PROBE_PATHS else logging.INFO,
-        "%s %s %s %.1fms",
-        req.method,
-        path,
-        status,
-        elapsed_ms,
-        extra={
-            "request_id": g.get("request_id", "-"),
-            "method": req.method,
-            "path": path,
-            "status": status,
-            "duration_ms": round(elapsed_ms, 1),
-            "remote_addr": req.remote_addr,
-        },
+    extra = {
+        "request_id": g.get("request_id", "-"),
+        "method": req.method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(elapsed_ms, 1),
+        "remote_addr": req.remote_addr,
+    }
+    args = (req.method, path, status, elapsed_ms)
+    access_log.handle(
+        access_log.makeRecord(
+            access_log.name, level, __file__, _ACCESS_LINE, _ACCESS_FORMAT, args, None, "_log_access", extra
+        )
     )
+
+
+_ACCESS_LINE = _log_access.__code__.co_firstlineno
 
 
 def _script_hashes(body: bytes) -> str:

@@ -71,10 +71,6 @@ def make_formatter(log_format: str) -> logging.Formatter:
 
 
 def configure_logging(app: Flask) -> None:
-    # Fields no format of ours prints, which every record would otherwise look up (the logging
-    # HOWTO's "Optimization" section): the caller's frame, thread, process and multiprocessing names.
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(app.config["LOG_FORMAT"]))
     handler.addFilter(RequestIdFilter())

@@ -330,6 +330,33 @@ class TestRequestIds:
         assert lines[0].endswith("ms")
         assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[req-42\]", lines[0])
 
+    def test_access_records_name_their_source_and_leave_other_loggers_whole(self, make_app):
+        """The access line skips the caller lookup for itself only: other records keep file, line and thread."""
+        client = make_app(LOG_LEVEL="INFO").test_client()
+        records = []
+        capture = logging.Handler()
+        capture.emit = records.append
+        loggers = [logging.getLogger("app.access"), logging.getLogger("tests.elsewhere")]
+        for logger in loggers:
+            logger.addHandler(capture)
+        try:
+            client.get("/products")
+            loggers[1].warning("another library's line")
+        finally:
+            for logger in loggers:
+                logger.removeHandler(capture)
+        access, other = records
+        assert (access.filename, access.funcName, access.getMessage()[:13]) == (
+            "http.py",
+            "_log_access",
+            "GET /products",
+        )
+        assert (other.filename, other.funcName) == (
+            "test_app.py",
+            self.test_access_records_name_their_source_and_leave_other_loggers_whole.__name__,
+        )
+        assert other.lineno > 0 and other.threadName == threading.current_thread().name
+
     @pytest.mark.parametrize("created", [1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.5, 1_699_999_999.25])
     def test_log_times_read_as_the_standard_formatter_writes_them(self, created):
         """The text format formats each second once: every line must still carry its own time."""
