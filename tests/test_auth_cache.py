@@ -6,7 +6,7 @@ from app.auth.cache import TokenCache
 from app.extensions import db
 from app.models import Product, User
 from app.services.users import Identity
-from tests.factories import bearer, make_user
+from tests.factories import bearer, make_product, make_user
 
 
 @pytest.fixture
@@ -49,12 +49,46 @@ def test_revoking_admin_takes_effect_on_the_next_request(app, client, issuer):
         make_user("auth0|bob", email="bob@example.com", is_admin=True)
     root = bearer(issuer.token("auth0|root", email="root@example.com"))
     bob = bearer(issuer.token("auth0|bob", email="bob@example.com"))
-    assert client.get("/admin/check", headers=bob).json == {"is_admin": True}  # bob's identity is now cached
+    assert client.get("/admin/check", headers=bob).json == {"is_admin": True}  # bob's token is now cached
     assert client.post("/admin/unset", json={"user_id": "auth0|bob"}, headers=root).status_code == 200
     assert client.get("/admin/check", headers=bob).json == {"is_admin": False}
     assert client.get("/admin/users", headers=bob).status_code == 403
     with app.app_context():
         assert db.session.get(User, "auth0|bob").is_admin is False
+
+
+def _as_another_worker(app, user_id: str, **values) -> None:
+    """A change made by another worker or host: a plain UPDATE, which this process's ORM events never see."""
+    with app.app_context():
+        db.session.execute(db.update(User).where(User.user_id == user_id).values(**values))
+        db.session.commit()
+
+
+def test_an_admin_revoked_elsewhere_cannot_use_admin_rights_even_once(app, client, issuer):
+    """An attacker's view: a revoked admin hammering a worker that saw them as admin moments ago
+    must not grant admin back to themselves, nor edit another user's product."""
+    with app.app_context():
+        make_user("auth0|root", email="root@example.com", is_admin=True)
+        make_user("auth0|mallory", email="mallory@example.com", is_admin=True)
+        product_id = make_product("auth0|root", quantity=3).id
+    mallory = bearer(issuer.token("auth0|mallory", email="mallory@example.com"))
+    assert client.get("/admin/users", headers=mallory).status_code == 200
+    _as_another_worker(app, "auth0|mallory", is_admin=False)
+
+    regrant = client.post("/admin/set", json={"user_id": "auth0|mallory"}, headers=mallory)
+    edit = client.put(f"/products/{product_id}/update", json={"quantity": 0}, headers=mallory)
+    assert (regrant.status_code, edit.status_code) == (403, 403)
+    with app.app_context():
+        assert db.session.get(User, "auth0|mallory").is_admin is False
+        assert db.session.get(Product, product_id).quantity == 3
+
+
+def test_admin_granted_elsewhere_counts_at_once(app, client, user_headers):
+    assert client.get("/me", headers=user_headers).json["is_admin"] is False  # alice is remembered as a user
+    _as_another_worker(app, "auth0|alice", is_admin=True)
+    response = client.get("/admin/users", headers=user_headers)
+    assert response.status_code == 200
+    assert {user["user_id"]: user["is_admin"] for user in response.json["users"]} == {"auth0|alice": True}
 
 
 def test_a_deleted_user_is_refused_at_once_not_served_from_the_cache(app, client, issuer, user_headers):

@@ -3,10 +3,17 @@
 An entry is keyed by the whole token (never by its signature alone: a signature pasted onto
 other claims must miss). The claims are trusted until the token's own `exp`, or until the
 issuer's key set is loaded again (a rotation may have removed the key that signed it); the identity
-built from them (the local user, admin rights) only for IDENTITY_CACHE_SECONDS, after which
-the user is read again. A change made through this process's ORM to any user (admin granted
-or revoked, account deleted or disabled) drops every cached identity at once; a change made
-by another worker or host takes effect within IDENTITY_CACHE_SECONDS.
+built from them (the local user) only for IDENTITY_CACHE_SECONDS, after which the user is read
+again. A change made through this process's ORM to any user (admin granted or revoked, account
+deleted or disabled) drops every cached identity at once; a change made by another worker or
+host takes effect within IDENTITY_CACHE_SECONDS.
+
+Admin rights never wait that long. An identity whose admin rights come from the database is
+not remembered: an admin's user is read on every request, so a revocation made through any
+worker or host binds their next request (a revoked admin could otherwise, for up to
+IDENTITY_CACHE_SECONDS, grant admin back to themselves). The other way round, an admin-only
+route reads a remembered non-admin again before refusing it (`decorators._enforce`), so a grant
+counts at once too.
 """
 
 import threading
@@ -71,7 +78,8 @@ class TokenCache:
         if self.size <= 0 or not isinstance(claims.get("exp"), int | float):
             return
         now = self._clock()
-        cached = _detached(identity) if identity is not None and self.identity_seconds > 0 else None
+        rememberable = identity is not None and self.identity_seconds > 0 and not identity.user.is_admin
+        cached = _detached(identity) if rememberable else None
         entry = _Entry(
             claims, float(claims["exp"]), cached, now + self.identity_seconds, _user_changes, self._key_set()
         )

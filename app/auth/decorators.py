@@ -67,6 +67,9 @@ def identify_quietly() -> Identity | None:
 
 def _enforce(level: str) -> None:
     identity = current_identity()
+    if level == "admin" and not identity.is_admin and g.pop("identity_cached", False):
+        # Admin granted since this identity was remembered (through another worker or host) counts at once.
+        g.identity = identity = _authenticate(fresh=True)
     if level == "admin" and not identity.is_admin:
         raise Forbidden("Admin rights are required.")
 
@@ -80,10 +83,10 @@ def current_identity() -> Identity:
     return g.identity
 
 
-def _authenticate() -> Identity:
+def _authenticate(*, fresh: bool = False) -> Identity:
     """A bearer token when the request carries one; otherwise the browser session's token."""
     if "Authorization" in request.headers:
-        return _identity(_bearer_token(), via="bearer")
+        return _identity(_bearer_token(), via="bearer", fresh=fresh)
     token = session_token()
     if token is None:
         raise Unauthorized(
@@ -91,7 +94,7 @@ def _authenticate() -> Identity:
             headers={"WWW-Authenticate": "Bearer"},
         )
     ensure_same_site_request()
-    return _identity(token, via="session")
+    return _identity(token, via="session", fresh=fresh)
 
 
 def _bearer_token() -> str:
@@ -105,11 +108,15 @@ def _bearer_token() -> str:
     return token
 
 
-def _identity(token: str, *, via: str) -> Identity:
-    """The caller behind a token: from the token cache while fresh, else verified and synced (then cached)."""
+def _identity(token: str, *, via: str, fresh: bool = False) -> Identity:
+    """The caller behind a token: from the token cache while fresh, else verified and synced (then cached).
+
+    `fresh` reads the user again whatever the cache holds (the claims may still come from it).
+    """
     auth = current_app.extensions["dmarket.auth"]
     cache = auth["tokens"]
-    identity = cache.identity(token)
+    identity = None if fresh else cache.identity(token)
+    g.identity_cached = identity is not None
     if identity is None:
         claims = cache.claims(token) or _verify(auth["verifier"], token, via=via)
         cfg = current_app.config
