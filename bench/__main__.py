@@ -126,6 +126,22 @@ def settle(url: str) -> None:
         time.sleep(0.05)
 
 
+def worker_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU its workers have used so far (/proc): what the server spent, whoever else ran."""
+    total = 0
+    for pid in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split():
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def drive_counting_cpu(target: load.Target, master_pid: int) -> tuple[load.Result, float]:
+    """One row's load, and its workers' CPU microseconds per answered request."""
+    before = worker_cpu_seconds(master_pid)
+    result = load.drive(target, duration=DURATION, connections=CONNECTIONS)
+    return result, (worker_cpu_seconds(master_pid) - before) * 1e6 / max(result.requests, 1)
+
+
 def worker_rss_mb(master_pid: int) -> list[float]:
     children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
     sizes = []
@@ -226,12 +242,12 @@ def run() -> dict:
     with gunicorn("bench.ceiling:app", {}) as (ceiling_url, ceiling_pid):
         ceiling = load.Target("GET", f"{ceiling_url}/ceiling")
         for name, url_for_size in databases():
-            report["databases"][name] = _run_database(name, url_for_size, ceiling, token)
+            report["databases"][name] = _run_database(name, url_for_size, (ceiling, ceiling_pid), token)
         report["ceiling_worker_rss_mb"] = worker_rss_mb(ceiling_pid)
     return report
 
 
-def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> dict:
+def _run_database(name: str, url_for_size, ceiling: tuple[load.Target, int], token: str) -> dict:
     print()
     sizes = {}
     for n in SIZES:
@@ -244,24 +260,33 @@ def _run_database(name: str, url_for_size, ceiling: load.Target, token: str) -> 
         }
         targets = {n: targets_for(url, n, token) for n, (url, _pid) in servers.items()}
         deployed = {**SERVER_ENV, "DATABASE_URL": url_for_size(SIZES[0]), "LIST_CACHE_SIZE": ""}
-        cached_url, _pid = stack.enter_context(gunicorn("wsgi:app", deployed))
+        cached_url, cached_pid = stack.enter_context(gunicorn("wsgi:app", deployed))
         targets[SIZES[0]] = _with_cached_row(targets[SIZES[0]], load.Target("GET", f"{cached_url}/products"))
         print(f"\n## {name}")
-        print(f"{'endpoint':36} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}")
+        print(
+            f"{'endpoint':36} {'rows':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'of ceiling':>10}"
+            f" {'CPU us':>7} {'CPU share':>9}"
+        )
         for label in targets[SIZES[0]]:
             for url, _pid in servers.values():  # the last endpoint's backlog would slow the ceiling too
                 settle(url)
-            base = load.drive(ceiling, duration=DURATION, connections=CONNECTIONS)
-            print(f"{'ceiling (bare Flask)':36} {'-':>9} {_figures(base)}")
+            base, base_cpu = drive_counting_cpu(*ceiling)
+            print(f"{'ceiling (bare Flask)':36} {'-':>9} {_figures(base)} {'':10} {base_cpu:7.0f}")
             for n in SIZES:
                 if label not in targets[n]:
                     continue
                 settle(servers[n][0])
-                result = load.drive(targets[n][label], duration=DURATION, connections=CONNECTIONS)
+                pid = cached_pid if label == CACHED_ROW else servers[n][1]
+                result, cpu = drive_counting_cpu(targets[n][label], pid)
                 share = result.requests_per_second / base.requests_per_second
-                sizes[str(n)]["endpoints"][label] = {**result.__dict__, "of_ceiling": round(share, 3)}
-                sizes[str(n)]["ceiling"][label] = base.__dict__
-                print(f"{label:36} {n:9,} {_figures(result)} {share:10.0%}")
+                sizes[str(n)]["endpoints"][label] = {
+                    **result.__dict__,
+                    "of_ceiling": round(share, 3),
+                    "worker_cpu_us": round(cpu, 1),
+                    "cpu_share": round(base_cpu / cpu, 3),
+                }
+                sizes[str(n)]["ceiling"][label] = {**base.__dict__, "worker_cpu_us": round(base_cpu, 1)}
+                print(f"{label:36} {n:9,} {_figures(result)} {share:10.0%} {cpu:7.0f} {base_cpu / cpu:9.0%}")
                 if result.failures:
                     print(f"  failed answers by status (as wrk's script saw them): {result.failures}")
         for n, (_url, pid) in servers.items():
