@@ -81,6 +81,7 @@ def rows(app, token: str) -> dict:
     create = [json.dumps({"name": "Bench lamp", "price": "19.99", "quantity": 1}).encode()]
     table = {
         "ceiling (bare Flask)": (ceiling_app, _environ("GET", "/ceiling"), [b""], 200),
+        "floor (every hook, empty view)": (app, _environ("GET", "/bench-floor"), [b""], 200),
         "GET /products": (app, first_page, [b""], 200),
         "GET /products?per_page=25 (bearer)": (app, _environ("GET", "/products?per_page=25", auth), [b""], 200),
         "GET /products deep page": (app, _environ("GET", f"/products?page={ROWS // 50 - 1}"), [b""], 200),
@@ -147,6 +148,9 @@ def build(workdir: Path):
         url = _postgres_schema(url)
     seed(url, workdir / "instance", ROWS)
     app = create_app({**SERVER_ENV, "INSTANCE_PATH": str(workdir / "instance"), "DATABASE_URL": url})
+    # The floor: every hook a request passes (request id, limiter, auth check, body guard, CORS,
+    # security headers, access line) around a view that does nothing, not even validation.
+    app.add_url_rule("/bench-floor", "bench_floor", lambda: app.response_class("[]", mimetype="application/json"))
     for handler in logging.getLogger("app").handlers:  # formatted and written as deployed, then discarded
         handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - open for the process's life
     issuer = LocalIssuer(
