@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from app.extensions import db
 from app.models import Product
 from tests.databases import needs_postgres, postgres_base_url
-from tests.factories import bearer
+from tests.factories import bearer, make_product
 from tests.faultproxy import CommitDropper
 from tests.live import LiveServer
 
@@ -107,6 +107,22 @@ class TestDeadPooledConnections:
         for _ in range(3):
             response = client.get("/products")
             assert response.status_code == 200 and response.json == []
+
+    @pytest.mark.parametrize("conditional", [False, True])
+    def test_a_prepared_read_on_a_dead_connection_is_retried(self, make_app, conditional):
+        """A product and a conditional list skip SQLAlchemy's execution layer (PreparedRead): a dead
+        connection must still be replaced, and the read retried, as for every other read."""
+        app = make_app(DB_PING_IDLE_SECONDS="60")
+        with app.app_context():
+            product_id = make_product().id
+        client = app.test_client()
+        paths = [f"/products/{product_id}", "/products"]
+        tags = {path: client.get(path).headers["ETag"] for path in paths}
+        assert _kill_pooled_connections(app) == 2
+        for _ in range(3):
+            for path in paths:
+                response = client.get(path, headers={"If-None-Match": tags[path]} if conditional else {})
+                assert response.status_code == (304 if conditional else 200), (path, response.json)
 
     def test_an_idle_connection_is_pinged_and_replaced_before_a_write(self, make_app, user_headers):
         app = make_app(DB_PING_IDLE_SECONDS="0")  # every reuse counts as idle

@@ -7,6 +7,7 @@ import re
 import time
 from contextlib import contextmanager
 from decimal import Decimal
+from unittest.mock import patch
 
 import pytest
 from itsdangerous import Signer
@@ -15,6 +16,7 @@ from sqlalchemy import event, text, update
 from app.extensions import db
 from app.models import Product
 from app.services import products as products_service
+from app.services.prepared import PreparedRead
 from tests.factories import make_product
 
 LAMP = {"name": "Lamp", "description": "A desk lamp", "price": 19.99, "quantity": 3}
@@ -797,7 +799,13 @@ def sql_statements(app):
     def listen(_conn, _cursor, statement, *_args):
         statements.append(statement)
 
-    with app.app_context():
+    prepared = PreparedRead.first
+
+    def first(read, **params):  # the hottest reads skip SQLAlchemy's execution layer, and its events
+        statements.append(str(read.statement.compile(dialect=db.engine.dialect)))
+        return prepared(read, **params)
+
+    with app.app_context(), patch.object(PreparedRead, "first", first):
         event.listen(db.engine, "before_cursor_execute", listen)
         try:
             yield statements

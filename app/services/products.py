@@ -32,6 +32,7 @@ from app.models.types import utcnow
 from app.services import idempotency
 from app.services.locking import write_transaction
 from app.services.paging import Page, decode_cursor, encode_cursor
+from app.services.prepared import PreparedRead
 from app.services.timeouts import statement_timeout
 from app.services.users import Identity
 
@@ -288,19 +289,18 @@ def page_etag(
     if cursor is not None:
         decode_cursor(cursor, sort)  # an edited cursor is still 422, not a 304
     params = {"page": page, "per_page": per_page, "sort": sort, "q": q, "user_id": user_id, "cursor": cursor}
-    with read_connection() as connection:
-        changes = connection.execute(CHANGES).scalar()
-    return _page_etag(params, changes)
+    return _page_etag(params, _CHANGES_NOW.first()[0])
 
 
-_READ_ONE = select(Product.__table__).where(Product.__table__.c.id == bindparam("product_id"))
+_CHANGES_NOW = PreparedRead(CHANGES)
+_READ_ONE = PreparedRead(select(Product.__table__).where(Product.__table__.c.id == bindparam("product_id")))
 
 
 @retry_if_disconnected
 def read_product_or_404(product_id: int):
-    """The product as a plain row, for answering a read (no ORM identity map: cheaper)."""
-    with read_connection() as connection:
-        row = connection.execute(_READ_ONE, {"product_id": product_id}).first()
+    """The product as a plain row (a named tuple), for answering a read: the hottest read there is,
+    so it skips SQLAlchemy's execution layer (`PreparedRead`)."""
+    row = _READ_ONE.first(product_id=product_id)
     if row is None:
         raise NotFound("The product was not found.")
     return row
