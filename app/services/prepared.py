@@ -5,7 +5,7 @@ dialect (once), converts each column through its type's result processor (Decima
 aware datetimes), hands out the connection from its pool (checkout events, pings, recycling)
 and takes it back. What is skipped is the per-execution bookkeeping (an execution context, a
 cursor result, a row object): 30 of a product read's 51 us in-process. Served by gunicorn, that
-took `GET /products/{id}` from 38% to 46% of the bare-Flask ceiling (docs/benchmarks.md).
+took `GET /products/{id}` from 38% to 45-46% of the bare-Flask ceiling (docs/benchmarks.md).
 
 Only for statements whose bound values need no conversion (integer ids here): bind processing
 is not applied. A lost connection is reported as SQLAlchemy reports it (a DBAPIError with
