@@ -67,8 +67,9 @@ def identify_quietly() -> Identity | None:
 
 def _enforce(level: str) -> None:
     identity = current_identity()
-    if level == "admin" and not identity.is_admin and g.pop("identity_cached", False):
-        # Admin granted since this identity was remembered (through another worker or host) counts at once.
+    if level == "admin" and not identity.is_admin:
+        # Read the user again before refusing: admin granted since the token cache remembered this
+        # caller (through another worker or host) counts at once. Only refusals pay for it.
         g.identity = identity = _authenticate(fresh=True)
     if level == "admin" and not identity.is_admin:
         raise Forbidden("Admin rights are required.")
@@ -116,7 +117,6 @@ def _identity(token: str, *, via: str, fresh: bool = False) -> Identity:
     auth = current_app.extensions["dmarket.auth"]
     cache = auth["tokens"]
     identity = None if fresh else cache.identity(token)
-    g.identity_cached = identity is not None
     if identity is None:
         claims = cache.claims(token) or _verify(auth["verifier"], token, via=via)
         cfg = current_app.config
