@@ -62,8 +62,7 @@ class PreparedRead:
         try:
             pooled = engine.raw_connection()
         except dbapi_error as exc:  # the server refused a new connection (restarting, say)
-            lost = engine.dialect.is_disconnect(exc, None, None)
-            raise DBAPIError.instance(None, None, exc, dbapi_error, connection_invalidated=lost) from exc
+            raise _as_sqlalchemy_error(engine, exc, None, None) from exc
         connection, cursor = pooled.driver_connection, None
         try:
             if plan.autocommit:
@@ -78,11 +77,11 @@ class PreparedRead:
                 )
             cursor.close()
         except dbapi_error as exc:
-            lost = engine.dialect.is_disconnect(exc, connection, cursor)
-            if lost:
+            error = _as_sqlalchemy_error(engine, exc, plan.sql, bound, connection, cursor)
+            if error.connection_invalidated:
                 pooled.invalidate(exc)
                 engine.pool.dispose()  # its other connections died with this one: new ones from now on
-            raise DBAPIError.instance(plan.sql, bound, exc, dbapi_error, connection_invalidated=lost) from exc
+            raise error from exc
         finally:
             if plan.autocommit and pooled.is_valid:
                 connection.autocommit = False  # as the pool's next user expects it
@@ -92,3 +91,9 @@ class PreparedRead:
         return plan.row(
             *[value if process is None else process(value) for process, value in zip(plan.processors, raw, strict=True)]
         )
+
+
+def _as_sqlalchemy_error(engine, exc, statement, params, connection=None, cursor=None) -> DBAPIError:
+    """The driver's error as SQLAlchemy would raise it, saying whether the connection was lost."""
+    lost = engine.dialect.is_disconnect(exc, connection, cursor)
+    return DBAPIError.instance(statement, params, exc, engine.dialect.loaded_dbapi.Error, connection_invalidated=lost)
