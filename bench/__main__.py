@@ -126,10 +126,14 @@ def settle(url: str) -> None:
         time.sleep(0.05)
 
 
+def _worker_pids(master_pid: int) -> list[str]:
+    return Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+
+
 def worker_cpu_seconds(master_pid: int) -> float:
     """User + system CPU its workers have used so far (/proc): what the server spent, whoever else ran."""
     total = 0
-    for pid in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split():
+    for pid in _worker_pids(master_pid):
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
     return total / os.sysconf("SC_CLK_TCK")
@@ -143,9 +147,8 @@ def drive_counting_cpu(target: load.Target, master_pid: int) -> tuple[load.Resul
 
 
 def worker_rss_mb(master_pid: int) -> list[float]:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
     sizes = []
-    for pid in children:
+    for pid in _worker_pids(master_pid):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 sizes.append(round(int(line.split()[1]) / 1024, 1))
