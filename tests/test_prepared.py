@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import bindparam, literal_column, select
+from sqlalchemy import bindparam, event, literal_column, select
 from sqlalchemy.exc import DBAPIError
 
 from app.extensions import db
@@ -47,7 +47,10 @@ def test_the_connection_goes_back_to_the_pool_as_sqlalchemy_left_it(app):
     the pooled connection, the ORM session say, must find it transactional again."""
     with app.app_context():
         product_id = make_product().id
+        returned = []
+        event.listen(db.engine, "checkin", lambda dbapi_connection, _record: returned.append(dbapi_connection))
         PreparedRead(ONE).first(product_id=product_id)
+        assert db.session.connection().connection.dbapi_connection is returned[-1]  # the one the read used
         db.session.execute(PRODUCT.update().values(quantity=9))
         db.session.rollback()  # only undoable inside a transaction
         assert db.session.scalar(select(PRODUCT.c.quantity)) == 3
