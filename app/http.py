@@ -172,12 +172,13 @@ def _security_headers(response) -> None:
     for name, value in _FIXED_HEADERS:
         if name.lower() not in present:
             headers.add(name, value)
+    page = response.mimetype == "text/html"  # parsed from Content-Type: once
     if "referrer-policy" not in present:
         # Pages (the sign-in form, Swagger UI) must let the browser send its real Origin on their own
         # POSTs: under no-referrer Chromium sends `Origin: null`, which the cross-site check refuses.
-        headers.add("Referrer-Policy", "same-origin" if response.mimetype == "text/html" else "no-referrer")
+        headers.add("Referrer-Policy", "same-origin" if page else "no-referrer")
     if "content-security-policy" not in present:
-        if response.mimetype != "text/html":
+        if not page:
             headers.add("Content-Security-Policy", JSON_CSP)
         elif not response.direct_passthrough:
             headers.add("Content-Security-Policy", HTML_CSP.format(hashes=_script_hashes(response.get_data())))

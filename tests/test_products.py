@@ -883,6 +883,18 @@ class TestConditionalGet:
         assert again.headers["Cache-Control"] == "no-cache"
         assert stored(app, int(lamp.rsplit("/", 1)[1])).version == 1
 
+    @pytest.mark.parametrize("path", ["/products/{id}", "/products"])
+    def test_a_304_carries_the_json_answers_policy_headers(self, client, lamp, path):
+        """A browser's cache takes a 304's headers into the answer it stored: they must be the JSON
+        answer's own (its strict CSP, no referrer), not a page's."""
+        url = path.format(id=lamp.rsplit("/", 1)[1])
+        first = client.get(url)
+        again = client.get(url, headers={"If-None-Match": first.headers["ETag"]})
+        assert again.status_code == 304
+        policy = ("Content-Security-Policy", "Referrer-Policy", "X-Content-Type-Options", "X-Frame-Options")
+        assert {name: again.headers.get(name) for name in policy} == {name: first.headers[name] for name in policy}
+        assert "Content-Type" not in again.headers  # a 304 has no body to describe
+
     @pytest.mark.parametrize("path", ["/products/{id}", "/products", "/products?q=lamp"])
     def test_weak_star_and_lists_of_tags_match_too(self, client, lamp, path):
         url = path.format(id=lamp.rsplit("/", 1)[1])

@@ -44,7 +44,9 @@ def not_modified(etag: str):
     """
     if "If-None-Match" not in request.headers or not request.if_none_match.contains_weak(etag):
         return None
-    response = Flask.response_class(status=304)
+    # The representation's type, though no body goes out (the Content-Type is dropped on the wire):
+    # the security headers follow it, and a browser's cache merges them into the answer it stored.
+    response = Flask.response_class(status=304, mimetype="application/json")
     response.set_etag(etag)
     response.headers["Cache-Control"] = REVALIDATE
     return response
