@@ -195,6 +195,18 @@ class TestCors:
             "content-type",
         }
 
+    def test_requests_without_origin_skip_cors_and_lose_no_header(self, app, client):
+        """No Origin (curl, a server, the bench): the CORS step is skipped, which Flask-CORS itself
+        would have answered with no header either; checked on its own hook, for each kind of answer."""
+        (cors_hook,) = [hook for hook in app.after_request_funcs[None] if hasattr(hook, "__wrapped__")]
+        for method, path in (("GET", "/products"), ("GET", "/products/999"), ("OPTIONS", "/products/1/update")):
+            response = client.open(path, method=method, headers={"Access-Control-Request-Method": "PUT"})
+            assert not [h for h in response.headers.keys() if h.startswith("Access-Control")]
+            assert "Origin" not in response.headers.get("Vary", "")
+            with app.test_request_context(path, method=method):
+                before = list(response.headers.items())
+                assert list(cors_hook.__wrapped__(response).headers.items()) == before
+
     def test_configured_origins(self, make_app):
         client = make_app(CORS_ORIGINS="https://shop.example, https://admin.example").test_client()
         for origin in ("https://shop.example", "https://admin.example"):
