@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    text,
     tuple_,
 )
 
@@ -114,6 +116,26 @@ def search_candidates(*, q: str, user_id: str | None, limit: int):
             Product.user_id == user_id, or_(*(t.icontains(q, autoescape=True) for t in texts))
         )
     return ids.order_by(Product.id.desc()).limit(limit)
+
+
+@contextmanager
+def owner_walk(user_id: str | None):
+    """PostgreSQL: run an owner's search (`search_candidates` with `user_id`) as the walk it is
+    written for, with bitmap scans off for that statement (`SET LOCAL`, then back to the default).
+
+    Its tests are hidden from the trigram indexes on purpose, so the planner has no statistics
+    for them and guesses that one of the owner's rows matches. It then reads every row of the
+    owner through a bitmap and sorts them, where the walk backwards through (user_id, id) stops
+    at the limit: for an owner of 3,334 rows at 1,000,000, all matching, 18.8 ms against 4.7 ms;
+    with none matching, 15.7 ms against 14.4 ms (EXPLAIN ANALYZE, 2026-11-26). After an error
+    the transaction is rolled back, which undoes the setting too.
+    """
+    if user_id is None or db.engine.dialect.name != "postgresql":
+        yield
+        return
+    db.session.execute(text("SET LOCAL enable_bitmapscan = off"))
+    yield
+    db.session.execute(text("SET LOCAL enable_bitmapscan = DEFAULT"))
 
 
 def _one_of(ids: list[int]):
@@ -225,7 +247,7 @@ def _search_rows(params: dict) -> tuple[list, int | None, bool, int | None]:
     """
     q, user_id = params["q"], params["user_id"]
     before = db.session.scalar(CHANGES)
-    with statement_timeout(current_app.config["SEARCH_TIMEOUT_MS"]):
+    with statement_timeout(current_app.config["SEARCH_TIMEOUT_MS"]), owner_walk(user_id):
         found = db.session.scalars(search_candidates(q=q, user_id=user_id, limit=SEARCH_MATCH_LIMIT + 1)).all()
     within = found[:SEARCH_MATCH_LIMIT]
     rows, _ = page_queries(**params, within=within)
