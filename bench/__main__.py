@@ -37,6 +37,9 @@ SIZES = [int(n) for n in os.environ.get("BENCH_SIZES", "1000,100000,1000000").sp
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+# Seconds of the same load before each measured drive, not counted: a row measures the steady
+# state, not the first reads of pages that no earlier row touched (whatever fails then is printed).
+WARMUP = int(os.environ.get("BENCH_WARMUP", "1"))
 PER_PAGE = 50
 # Local tokens; limits far above what the load reaches (the limiter still runs on every request).
 # Every row but one measures the work behind its answer: the per-process cache of list answers
@@ -278,6 +281,7 @@ def _run_database(name: str, url_for_size, ceiling: tuple[load.Target, int], tok
             for n in SIZES:
                 if label not in targets[n]:
                     continue
+                warm = load.drive(targets[n][label], duration=WARMUP, connections=CONNECTIONS) if WARMUP else None
                 settle(servers[n][0])
                 pid = cached_pid if label == CACHED_ROW else servers[n][1]
                 result, cpu = drive_counting_cpu(targets[n][label], pid)
@@ -287,11 +291,14 @@ def _run_database(name: str, url_for_size, ceiling: tuple[load.Target, int], tok
                     "of_ceiling": round(share, 3),
                     "worker_cpu_us": round(cpu, 1),
                     "cpu_share": round(base_cpu / cpu, 3),
+                    "warmup_failures": warm.failures if warm else {},
                 }
                 sizes[str(n)]["ceiling"][label] = {**base.__dict__, "worker_cpu_us": round(base_cpu, 1)}
                 print(f"{label:36} {n:9,} {_figures(result)} {share:10.0%} {cpu:7.0f} {base_cpu / cpu:9.0%}")
                 if result.failures:
                     print(f"  failed answers by status (as wrk's script saw them): {result.failures}")
+                if warm and warm.failures:
+                    print(f"  failed answers during the {WARMUP}s warm-up (not counted): {warm.failures}")
         for n, (_url, pid) in servers.items():
             rss = sizes[str(n)]["worker_rss_mb"] = worker_rss_mb(pid)
             print(f"worker RSS after the run, {n:,} rows: {', '.join(f'{mb} MB' for mb in rss)}")
