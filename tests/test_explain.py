@@ -52,7 +52,8 @@ def plan(statement) -> str:
     return json.dumps(db.session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}")).scalar())
 
 
-def assert_indexed(statement, index: str) -> None:
+def assert_indexed(statement, index: str) -> str:
+    """The plan, checked to read through `index`: no full scan (on SQLite, no sort of the whole result either)."""
     found = plan(statement)
     if db.engine.dialect.name == "sqlite":
         assert "TEMP B-TREE" not in found, found  # no sort of the whole result
@@ -63,6 +64,7 @@ def assert_indexed(statement, index: str) -> None:
     else:
         assert '"Seq Scan"' not in found, found
         assert f'"Index Name": "{index}"' in found, found
+    return found
 
 
 @pytest.mark.parametrize("sort", [DEFAULT_SORT, "id"])
@@ -142,8 +144,7 @@ def test_an_owners_search_walks_the_owners_rows_newest_first(filled, q):
     with filled.app_context():
         found = search_candidates(q=q, user_id="u7", limit=SEARCH_MATCH_LIMIT + 1)
         with owner_walk("u7"):
-            walked = plan(found)
-            assert_indexed(found, "ix_products_user_id_id")
+            walked = assert_indexed(found, "ix_products_user_id_id")
         if db.engine.dialect.name == "postgresql":
             assert '"Scan Direction": "Backward"' in walked and '"Sort"' not in walked, walked
             assert "Bitmap" not in walked, walked
