@@ -6,6 +6,7 @@ import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,6 +47,38 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(app):
     with app.app_context():
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (None, "written by the app"),  # the text process_bind_param writes (microseconds)
+        ("2026-01-02 03:04:05", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),  # CURRENT_TIMESTAMP's form
+        ("2026-01-02 05:04:05+02:00", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),  # an offset written by hand
+    ],
+)
+def test_timestamps_read_back_as_aware_utc_whatever_text_holds_them(app, stored, expected):
+    """Every way of reading a row (ORM, Core, PreparedRead) converts the column alike."""
+    from app.services.products import read_product_or_404
+
+    written = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+    with app.app_context():
+        product_id = make_product(created_at=written).id
+        if stored is not None:
+            db.session.execute(
+                text("UPDATE products SET created_at = :t WHERE id = :id"), {"t": stored, "id": product_id}
+            )
+            db.session.commit()
+        else:
+            expected = written
+        db.session.expire_all()
+        read = [
+            db.session.get(Product, product_id).created_at,
+            db.session.execute(select(Product.created_at).where(Product.id == product_id)).scalar_one(),
+            read_product_or_404(product_id).created_at,
+        ]
+    assert read == [expected] * 3
+    assert all(value.utcoffset() == timedelta(0) for value in read)
 
 
 @needs_postgres
