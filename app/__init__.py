@@ -79,6 +79,7 @@ def register_extensions(app: DMarketOpenAPI) -> None:
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_pragmas)
         else:
+            event.listen(db.engine, "connect", _postgres_utc_session)
             ping_when_idle(db.engine, app.config["DB_PING_IDLE_SECONDS"])
     migrate.init_app(app, db)
     hooks = list(app.after_request_funcs.get(None, ()))
@@ -133,6 +134,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _postgres_utc_session(dbapi_connection, _record) -> None:
+    """Each new connection's session in UTC, as Django sets its own: timestamps then arrive as
+    UTC datetimes, which psycopg decodes in half the time of a named zone's and UTCDateTime
+    passes through. Only when the server's default is another name ('Etc/UTC' included)."""
+    if dbapi_connection.info.parameter_status("TimeZone") != "UTC":
+        dbapi_connection.execute("SET TIME ZONE 'UTC'")
+        dbapi_connection.commit()
 
 
 def register_blueprints(app: DMarketOpenAPI, limiter: limits.RateLimiter) -> None:

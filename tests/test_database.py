@@ -82,6 +82,21 @@ def test_timestamps_read_back_as_aware_utc_whatever_text_holds_them(app, stored,
 
 
 @needs_postgres
+def test_postgres_sessions_run_in_utc_and_other_zones_still_read_as_utc(app):
+    """The app sets each session's zone to UTC; a session in another zone (a pooler that drops
+    the setting, say) reads the same instants, converted to UTC."""
+    written = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+    with app.app_context():
+        product_id = make_product(created_at=written).id
+        assert db.session.execute(text("SHOW TIME ZONE")).scalar() == "UTC"
+        db.session.execute(text("SET LOCAL TIME ZONE 'Asia/Tokyo'"))
+        read = db.session.execute(select(Product.created_at).where(Product.id == product_id)).scalar_one()
+        db.session.rollback()
+    assert read == written
+    assert read.tzinfo is UTC
+
+
+@needs_postgres
 def test_killed_connections_are_replaced_without_an_error(make_app):
     name = f"dmarket-test-{uuid.uuid4().hex[:8]}"
     app = make_app(DB_APPLICATION_NAME=name)

@@ -30,24 +30,29 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
     def result_processor(self, dialect, coltype):
-        """SQLite: the stored UTC text read as an aware datetime in one parse.
+        """Each value converted in one call, for the cost of a page's 100 timestamps.
 
-        TypeDecorator's own processor parses it naive and then calls process_result_value, whose
-        `replace(tzinfo=)` costs more than the parse: a page of 50 rows converts 100 of them
-        (0.12 ms in-process, docs/benchmarks.md). Text in any other form (an offset written by
-        hand, say) takes the general path, with the same result.
+        TypeDecorator's own processor calls the driver's conversion, then process_result_value,
+        whose `replace(tzinfo=)` or `astimezone()` cost more than the parse (docs/decisions.md).
+        SQLite: the stored UTC text parsed as an aware datetime at once. PostgreSQL: sessions
+        run in UTC (app factory), so the driver hands over UTC datetimes already. Anything
+        else (an offset written by hand, a session in another zone) takes the general path.
         """
         general = super().result_processor(dialect, coltype)
-        if dialect.name != "sqlite":
-            return general
-        parse = datetime.fromisoformat
+        if dialect.name == "sqlite":
+            parse = datetime.fromisoformat
+
+            def process(value):
+                if value is None:
+                    return None
+                try:
+                    return parse(value + "+00:00")
+                except (TypeError, ValueError):  # not the text process_bind_param writes
+                    return general(value)
+
+            return process
 
         def process(value):
-            if value is None:
-                return None
-            try:
-                return parse(value + "+00:00")
-            except (TypeError, ValueError):  # not the text process_bind_param writes
-                return general(value)
+            return value if value is None or value.tzinfo is UTC else general(value)
 
         return process
