@@ -22,6 +22,7 @@ from app import create_app
 from app.extensions import db
 from app.models import Product, ProductStats, User
 from app.models.ddl import include_object_for, other_databases_indexes_unreflected
+from app.services.products import read_product_or_404
 from tests.databases import needs_postgres, postgres_base_url
 from tests.factories import make_product
 from tests.tcpproxy import TcpProxy
@@ -49,28 +50,26 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(app):
         assert db.session.execute(text("PRAGMA foreign_keys")).scalar() == 1
 
 
+WRITTEN = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+
+
 @pytest.mark.parametrize(
     ("stored", "expected"),
     [
-        (None, "written by the app"),  # the text process_bind_param writes (microseconds)
+        (None, WRITTEN),  # left as the app wrote it (SQLite: naive UTC text with microseconds)
         ("2026-01-02 03:04:05", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),  # CURRENT_TIMESTAMP's form
         ("2026-01-02 05:04:05+02:00", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),  # an offset written by hand
     ],
 )
 def test_timestamps_read_back_as_aware_utc_whatever_text_holds_them(app, stored, expected):
     """Every way of reading a row (ORM, Core, PreparedRead) converts the column alike."""
-    from app.services.products import read_product_or_404
-
-    written = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
     with app.app_context():
-        product_id = make_product(created_at=written).id
+        product_id = make_product(created_at=WRITTEN).id
         if stored is not None:
             db.session.execute(
                 text("UPDATE products SET created_at = :t WHERE id = :id"), {"t": stored, "id": product_id}
             )
             db.session.commit()
-        else:
-            expected = written
         db.session.expire_all()
         read = [
             db.session.get(Product, product_id).created_at,
@@ -85,14 +84,13 @@ def test_timestamps_read_back_as_aware_utc_whatever_text_holds_them(app, stored,
 def test_postgres_sessions_run_in_utc_and_other_zones_still_read_as_utc(app):
     """The app sets each session's zone to UTC; a session in another zone (a pooler that drops
     the setting, say) reads the same instants, converted to UTC."""
-    written = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
     with app.app_context():
-        product_id = make_product(created_at=written).id
+        product_id = make_product(created_at=WRITTEN).id
         assert db.session.execute(text("SHOW TIME ZONE")).scalar() == "UTC"
         db.session.execute(text("SET LOCAL TIME ZONE 'Asia/Tokyo'"))
         read = db.session.execute(select(Product.created_at).where(Product.id == product_id)).scalar_one()
         db.session.rollback()
-    assert read == written
+    assert read == WRITTEN
     assert read.tzinfo is UTC
 
 
