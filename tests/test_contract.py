@@ -95,6 +95,14 @@ def checks_for(case) -> list:
     if "Idempotency-Key" in (case.headers or {}):
         # A well-formed key already used with another body is rightly a 422 (idempotency_key_reused).
         return without_acceptance
+    if "If-Match" in (case.headers or {}):
+        # A well-formed ETag that is not the product's current one is rightly a 412.
+        return without_acceptance
+    price = case.body.get("price") if isinstance(case.body, dict) else None
+    if isinstance(price, float) and round(price, 2) != price:
+        # "At most 2 decimal places" is said in words, not as `multipleOf: 0.01` (binary floats make
+        # validators refuse 19.99): a number with more is schema-valid, and rightly a 422.
+        return without_acceptance
     if any(value == [] for value in (case.query or {}).values()):
         # An extra query parameter whose value is an empty list is sent as nothing (requests drops
         # it): that "negative" request reaches the API as a valid one, rightly answered 200.

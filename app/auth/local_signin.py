@@ -15,7 +15,7 @@ from pydantic import Field
 from app.auth.session import end_session, ensure_same_site_request, start_session
 from app.auth.signin import HTML, REDIRECT, LoginQuery, safe_next, signed_out
 from app.errors import Forbidden
-from app.schemas.common import CleanText, RequestModel
+from app.schemas.common import CleanText, FormModel
 from app.schemas.users import Email
 from app.services.users import ensure_enabled, sync_user
 
@@ -38,7 +38,7 @@ class LocalLoginQuery(LoginQuery):
     code: str | None = Field(default=None, max_length=200, description=f"{CODE_HELP}: prefills the form")
 
 
-class LocalSignInForm(RequestModel):
+class LocalSignInForm(FormModel):
     email: Email
     name: Annotated[str, Field(max_length=255), CleanText] | None = None
     admin: bool = False
