@@ -44,25 +44,32 @@ FUZZ_SETTINGS = settings(
 )
 
 
-def _published_spec() -> dict:
-    """The document as the app publishes it (auth0 mode, as deployed); nothing is contacted to build it."""
-    app = create_app(
-        {
-            "APP_ENV": "testing",
-            "INSTANCE_PATH": tempfile.mkdtemp(prefix="dmarket-spec-"),
-            "DATABASE_URL": "sqlite://",
-            "AUTH0_ISSUER": "http://127.0.0.1:9/",
-            "API_AUDIENCE": AUDIENCE,
-            "CLIENT_ID": CLIENT_ID,
-            "LOG_LEVEL": "ERROR",
-        }
-    )
-    return app.test_client().get("/openapi/openapi.json").json
+AUTH0 = {"AUTH0_ISSUER": "http://127.0.0.1:9/", "API_AUDIENCE": AUDIENCE, "CLIENT_ID": CLIENT_ID}
+LOCAL = {"AUTH_MODE": "local", "AUTH0_ISSUER": "", "API_AUDIENCE": ""}
+
+
+def _published_spec(mode: dict) -> dict:
+    """The document as the app publishes it in one auth mode; nothing is contacted to build it."""
+    instance = tempfile.mkdtemp(prefix="dmarket-spec-")
+    config = {"APP_ENV": "testing", "INSTANCE_PATH": instance, "DATABASE_URL": "sqlite://", "LOG_LEVEL": "ERROR"}
+    return create_app({**config, **mode}).test_client().get("/openapi/openapi.json").json
 
 
 # Loaded at import: schemathesis' lazy (fixture) loader does not run under pytest 9.
-SPEC = _published_spec()
+SPEC = _published_spec(AUTH0)  # as deployed
 schema = schemathesis.openapi.from_dict(SPEC)
+# Local mode (`make run`) publishes its development sign-in form instead of the provider's redirects.
+LOCAL_SPEC = _published_spec(LOCAL)
+sign_in_form = schemathesis.openapi.from_dict(LOCAL_SPEC).include(path="/login", method="POST")
+
+
+def _serve(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
 
 
 @pytest.fixture
@@ -75,12 +82,14 @@ def api(make_app):
         for owner in ("auth0|alice", "auth0|bob"):
             for n in range(5):
                 make_product(owner, name=f"Item {n}")
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join()
+    yield from _serve(app)
+
+
+@pytest.fixture
+def local_api(make_app):
+    app = make_app(RATELIMIT_ENABLED="false", **LOCAL)
+    assert app.test_client().get("/openapi/openapi.json").json == LOCAL_SPEC
+    yield from _serve(app)
 
 
 def checks_for(case) -> list:
@@ -122,3 +131,10 @@ def test_as_a_signed_in_user(case, api, issuer):
 def test_as_an_admin(case, api, issuer):
     token = issuer.token("auth0|root", email="root@example.com", **{ADMIN_CLAIM: {"is_admin": True}})
     case.call_and_validate(base_url=api, headers=bearer(token), checks=checks_for(case))
+
+
+@sign_in_form.parametrize()
+@FUZZ_SETTINGS
+def test_the_local_sign_in_form(case, local_api):
+    """Its fields are strings as sent: a name of `0` was read as JSON, a number, and refused with 422."""
+    case.call_and_validate(base_url=local_api, headers={"Origin": local_api}, checks=checks_for(case))

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from decimal import Decimal
 
 import jsonschema
@@ -15,12 +16,27 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
+from app import create_app
 from app.extensions import db
 from app.models import User
-from tests.test_contract import SPEC
+from tests.issuer import AUDIENCE, CLIENT_ID
 
+AUTH0 = {"AUTH0_ISSUER": "http://127.0.0.1:9/", "API_AUDIENCE": AUDIENCE, "CLIENT_ID": CLIENT_ID}
+LOCAL = {"AUTH_MODE": "local", "AUTH0_ISSUER": "", "API_AUDIENCE": ""}
+
+
+def published(mode: dict) -> dict:
+    """The document as the app publishes it in one auth mode; nothing is contacted to build it."""
+    instance = tempfile.mkdtemp(prefix="dmarket-spec-")
+    config = {"APP_ENV": "testing", "INSTANCE_PATH": instance, "DATABASE_URL": "sqlite://", "LOG_LEVEL": "ERROR"}
+    return create_app({**config, **mode}).test_client().get("/openapi/openapi.json").json
+
+
+# Auth0 mode (as deployed) and local mode (`make run`) publish different sign-in operations.
+DOCUMENTS = {"auth0": published(AUTH0), "local": published(LOCAL)}
+SPEC = DOCUMENTS["auth0"]
+BOTH = pytest.mark.parametrize("spec", DOCUMENTS.values(), ids=DOCUMENTS.keys())
 SCHEMAS = SPEC["components"]["schemas"]
-OPERATIONS = {(method, path): op for path, item in SPEC["paths"].items() for method, op in item.items()}
 # The five writes that honour If-Match: the SPA's paths and the REST aliases, told apart.
 CONDITIONAL_WRITES = {
     ("put", "/products/{product_id}/update"): "updateProduct",
@@ -31,9 +47,16 @@ CONDITIONAL_WRITES = {
 }
 
 
-def validator(schema: dict) -> jsonschema.Draft202012Validator:
+def validator(schema: dict, spec: dict = SPEC) -> jsonschema.Draft202012Validator:
     """A JSON Schema 2020-12 validator that resolves the document's `#/components/schemas/...` references."""
-    return jsonschema.Draft202012Validator({**schema, "components": SPEC["components"]})
+    return jsonschema.Draft202012Validator({**schema, "components": spec["components"]})
+
+
+def operations(spec: dict) -> dict:
+    return {(method, path): op for path, item in spec["paths"].items() for method, op in item.items()}
+
+
+OPERATIONS = operations(SPEC)
 
 
 def walk(node, path=()):
@@ -48,9 +71,10 @@ def walk(node, path=()):
 
 
 class TestTheDocument:
-    def test_is_valid_openapi_3_1(self):
-        validate(SPEC)  # openapi-spec-validator: raises on the first problem
-        assert SPEC["openapi"].startswith("3.1")
+    @BOTH
+    def test_is_valid_openapi_3_1(self, spec):
+        validate(spec)  # openapi-spec-validator: raises on the first problem
+        assert spec["openapi"].startswith("3.1")
 
     def test_is_plain_utf8_json_that_yaml_tools_load(self, client):
         response = client.get("/openapi/openapi.json")
@@ -59,30 +83,33 @@ class TestTheDocument:
         assert not re.search(r"\\u[dD][89a-fA-F]", text), "a surrogate escape: YAML loaders refuse it"
         assert yaml.safe_load(text) == json.loads(text) == SPEC
 
-    def test_has_servers_a_license_and_security_on_every_operation(self):
-        assert SPEC["servers"] == [{"url": "/", "description": "The server that serves this document"}]
-        assert SPEC["info"]["license"]["identifier"] == "MIT"
-        for (method, path), operation in OPERATIONS.items():
+    @BOTH
+    def test_has_servers_a_license_and_security_on_every_operation(self, spec):
+        assert spec["servers"] == [{"url": "/", "description": "The server that serves this document"}]
+        assert spec["info"]["license"]["identifier"] == "MIT"
+        for (method, path), operation in operations(spec).items():
             assert "security" in operation, (method, path)
-        assert OPERATIONS["get", "/products"]["security"] == []
-        assert OPERATIONS["post", "/products/create"]["security"] == [{"bearerAuth": []}]
+        assert operations(spec)["get", "/products"]["security"] == []
+        assert operations(spec)["post", "/products/create"]["security"] == [{"bearerAuth": []}]
 
-    def test_every_example_validates_against_its_own_schema(self):
+    @BOTH
+    def test_every_example_validates_against_its_own_schema(self, spec):
         checked = 0
-        for path, node in walk(SPEC):
+        for path, node in walk(spec):
             schema = node.get("schema", {}) if node.get("in") else node  # a parameter's examples, or a schema's
             examples = [node["example"]] if "example" in node else []
             if isinstance(node.get("examples"), list):
                 examples += node["examples"]
             for example in examples:
-                assert validator(schema).is_valid(example), (path, example)
+                assert validator(schema, spec).is_valid(example), (path, example)
                 checked += 1
         assert checked >= 1  # Swagger UI's "Try it out" body for a create, at least
 
 
 class TestOperationIds:
-    def test_are_readable_and_unique(self):
-        ids = [operation["operationId"] for operation in OPERATIONS.values()]
+    @BOTH
+    def test_are_readable_and_unique(self, spec):
+        ids = [operation["operationId"] for operation in operations(spec).values()]
         assert len(ids) == len(set(ids))
         for operation_id in ids:
             assert re.fullmatch(r"[a-z][A-Za-z]*", operation_id), operation_id
@@ -116,8 +143,9 @@ class TestHeaders:
             assert "412" in OPERATIONS[key]["responses"], key
         assert "If-Match" not in [p["name"] for p in OPERATIONS["post", "/products/create"]["parameters"]]
 
-    def test_x_request_id_is_a_parameter_of_every_operation_and_in_every_answer(self):
-        for key, operation in OPERATIONS.items():
+    @BOTH
+    def test_x_request_id_is_a_parameter_of_every_operation_and_in_every_answer(self, spec):
+        for key, operation in operations(spec).items():
             (parameter,) = [p for p in operation["parameters"] if p["name"] == "X-Request-ID"]
             assert parameter["in"] == "header" and not parameter["required"], key
             for status, response in operation["responses"].items():
@@ -135,11 +163,12 @@ class TestHeaders:
 
 
 class TestSchemas:
-    def test_request_bodies_are_named_schemas(self):
-        for (method, path), operation in OPERATIONS.items():
+    @BOTH
+    def test_request_bodies_are_named_schemas(self, spec):
+        for (method, path), operation in operations(spec).items():
             content = operation.get("requestBody", {}).get("content", {})
-            if "application/json" in content:
-                assert set(content["application/json"]["schema"]) == {"$ref"}, (method, path)
+            for media_type in content.values():
+                assert set(media_type["schema"]) == {"$ref"}, (method, path)
 
     @pytest.mark.parametrize(
         "body, valid",
@@ -158,9 +187,10 @@ class TestSchemas:
         ]
         assert validator(target).is_valid(body) is valid
 
-    def test_optional_fields_have_no_null_default(self):
+    @BOTH
+    def test_optional_fields_have_no_null_default(self, spec):
         """Generators' default modes read a default as "always present": optional fields carry none."""
-        for path, node in walk(SCHEMAS):
+        for path, node in walk(spec["components"]["schemas"]):
             assert node.get("default", "absent") is not None, path
         assert SCHEMAS["ProductIn"]["required"] == ["name", "price", "quantity"]
         assert "details" not in SCHEMAS["ErrorOut"]["required"]
@@ -180,8 +210,9 @@ class TestSchemas:
             assert client.post("/products", json=body, headers=user_headers).status_code == 201
         assert client.post("/products", json={**body, "price": 0.001}, headers=user_headers).status_code == 422
 
-    def test_no_pattern_holds_a_character_beyond_u_ffff(self):
-        for path, node in walk(SPEC):
+    @BOTH
+    def test_no_pattern_holds_a_character_beyond_u_ffff(self, spec):
+        for path, node in walk(spec):
             if isinstance(node.get("pattern"), str):
                 assert all(ord(char) <= 0xFFFF for char in node["pattern"]), path
 
@@ -193,11 +224,12 @@ class TestSchemas:
         )
         assert response.status_code == 422
 
-    def test_every_pattern_compiles_in_ecma_262_with_and_without_u(self):
+    @BOTH
+    def test_every_pattern_compiles_in_ecma_262_with_and_without_u(self, spec):
         node = shutil.which("node")
         if node is None:
             pytest.skip("node is not installed: the ECMA-262 check needs it")
-        patterns = sorted({n["pattern"] for _, n in walk(SPEC) if isinstance(n.get("pattern"), str)})
+        patterns = sorted({n["pattern"] for _, n in walk(spec) if isinstance(n.get("pattern"), str)})
         script = (
             "const failed = [];"
             "for (const p of JSON.parse(require('fs').readFileSync(0, 'utf8'))) for (const flags of ['', 'u'])"
