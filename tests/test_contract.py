@@ -6,7 +6,6 @@ in-process with a fixed seed; `make fuzz` runs many more examples.
 """
 
 import os
-import tempfile
 import threading
 
 import pytest
@@ -15,9 +14,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks
 from werkzeug.serving import make_server
 
-from app import create_app
+from tests.documents import DOCUMENTS, LOCAL
 from tests.factories import bearer, make_product, make_user
-from tests.issuer import ADMIN_CLAIM, AUDIENCE, CLIENT_ID
+from tests.issuer import ADMIN_CLAIM
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 ALL_CHECKS = [
@@ -44,22 +43,9 @@ FUZZ_SETTINGS = settings(
 )
 
 
-AUTH0 = {"AUTH0_ISSUER": "http://127.0.0.1:9/", "API_AUDIENCE": AUDIENCE, "CLIENT_ID": CLIENT_ID}
-LOCAL = {"AUTH_MODE": "local", "AUTH0_ISSUER": "", "API_AUDIENCE": ""}
-
-
-def _published_spec(mode: dict) -> dict:
-    """The document as the app publishes it in one auth mode; nothing is contacted to build it."""
-    instance = tempfile.mkdtemp(prefix="dmarket-spec-")
-    config = {"APP_ENV": "testing", "INSTANCE_PATH": instance, "DATABASE_URL": "sqlite://", "LOG_LEVEL": "ERROR"}
-    return create_app({**config, **mode}).test_client().get("/openapi/openapi.json").json
-
-
 # Loaded at import: schemathesis' lazy (fixture) loader does not run under pytest 9.
-SPEC = _published_spec(AUTH0)  # as deployed
+SPEC, LOCAL_SPEC = DOCUMENTS["auth0"], DOCUMENTS["local"]
 schema = schemathesis.openapi.from_dict(SPEC)
-# Local mode (`make run`) publishes its development sign-in form instead of the provider's redirects.
-LOCAL_SPEC = _published_spec(LOCAL)
 sign_in_form = schemathesis.openapi.from_dict(LOCAL_SPEC).include(path="/login", method="POST")
 
 

@@ -8,7 +8,6 @@ import json
 import re
 import shutil
 import subprocess
-import tempfile
 from decimal import Decimal
 
 import jsonschema
@@ -16,24 +15,10 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from app import create_app
 from app.extensions import db
 from app.models import User
-from tests.issuer import AUDIENCE, CLIENT_ID
+from tests.documents import DOCUMENTS, LOCAL
 
-AUTH0 = {"AUTH0_ISSUER": "http://127.0.0.1:9/", "API_AUDIENCE": AUDIENCE, "CLIENT_ID": CLIENT_ID}
-LOCAL = {"AUTH_MODE": "local", "AUTH0_ISSUER": "", "API_AUDIENCE": ""}
-
-
-def published(mode: dict) -> dict:
-    """The document as the app publishes it in one auth mode; nothing is contacted to build it."""
-    instance = tempfile.mkdtemp(prefix="dmarket-spec-")
-    config = {"APP_ENV": "testing", "INSTANCE_PATH": instance, "DATABASE_URL": "sqlite://", "LOG_LEVEL": "ERROR"}
-    return create_app({**config, **mode}).test_client().get("/openapi/openapi.json").json
-
-
-# Auth0 mode (as deployed) and local mode (`make run`) publish different sign-in operations.
-DOCUMENTS = {"auth0": published(AUTH0), "local": published(LOCAL)}
 SPEC = DOCUMENTS["auth0"]
 BOTH = pytest.mark.parametrize("spec", DOCUMENTS.values(), ids=DOCUMENTS.keys())
 SCHEMAS = SPEC["components"]["schemas"]
@@ -247,7 +232,7 @@ class TestFormFields:
 
     @pytest.mark.parametrize("name", ["0", "1.10", "true", "null", "[1]", '"quoted"'])
     def test_a_name_that_reads_as_json_is_kept_as_sent(self, make_app, name):
-        app = make_app(AUTH_MODE="local", AUTH0_ISSUER="", API_AUDIENCE="")
+        app = make_app(**LOCAL)
         form = {"code": app.config["LOCAL_SIGNIN_CODE"], "email": "dev@example.com", "name": name}
         response = app.test_client().post("/login", data=form, headers={"Origin": "http://localhost"})
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
@@ -255,7 +240,7 @@ class TestFormFields:
             assert db.session.get(User, "local|dev@example.com").name == name
 
     def test_the_admin_box_still_reads_as_a_bool(self, make_app):
-        app = make_app(AUTH_MODE="local", AUTH0_ISSUER="", API_AUDIENCE="")
+        app = make_app(**LOCAL)
         client = app.test_client()
         form = {"code": app.config["LOCAL_SIGNIN_CODE"], "email": "boss@example.com", "admin": "on"}
         assert client.post("/login", data=form, headers={"Origin": "http://localhost"}).status_code == 200
