@@ -5,6 +5,7 @@ operation ids, every header the API reads or sends, and schemas every generator 
 Schema implementation reads the same way. It is built once, on its first request.
 """
 
+import copy
 import re
 from collections import Counter
 
@@ -57,7 +58,9 @@ REQUEST_HEADERS = {
 # Paths are relative to the host that serves the document (it does not know its public name).
 SERVERS = [{"url": "/", "description": "The server that serves this document"}]
 LICENSE = {"name": "MIT", "identifier": "MIT"}
-# A schema no value fits (a field that must be absent): TypeScript generators read it as `never`.
+# A schema no value fits, for a field that must be absent: `not: {}` says so to readers and validators,
+# and "a string and a number at once" is what openapi-typescript types as `never`. The plainer `false`
+# and `enum: []` are refused by openapi-python-client.
 NEVER = {"not": {}, "allOf": [{"type": "string"}, {"type": "number"}]}
 
 # Headers by status, on every operation that can answer it.
@@ -189,8 +192,9 @@ def _name_one_of_variants(schemas: dict) -> None:
 
     pydantic states "exactly one of" as `oneOf: [{required: [a]}, {required: [b]}]` beside the
     properties, which generators turn into an untyped body. Each variant becomes a schema of its
-    own (`AdminTargetByEmail`) that requires its field and forbids the others, and the original
-    name the `oneOf` of them: the same rule, with types that refuse `{}` and both fields at once.
+    own (`AdminTargetByEmail`) that requires its field and gives the others no possible value
+    (NEVER), and the original name the `oneOf` of them: the same rule, with types that refuse
+    `{}` and, in TypeScript, both fields at once.
     """
     for name, schema in list(schemas.items()):
         variants = schema.get("oneOf", [])
@@ -198,8 +202,8 @@ def _name_one_of_variants(schemas: dict) -> None:
             continue
         properties, refs = schema["properties"], []
         for (field,) in (variant["required"] for variant in variants):
-            variant_name = f"{name}By{_camel_case(field)[:1].upper()}{_camel_case(field)[1:]}"
-            others = {other: NEVER for other in properties if other != field}
+            variant_name = name + "By" + "".join(part.capitalize() for part in field.split("_"))
+            others = {other: copy.deepcopy(NEVER) for other in properties if other != field}
             schemas[variant_name] = {
                 "type": "object",
                 "title": variant_name,
@@ -218,7 +222,7 @@ def _document_headers(operation: dict) -> None:
     parameters.extend(_request_header(name) for name in reads)
     if NOT_MODIFIED in declared:
         operation["responses"][NOT_MODIFIED] = {"description": "Not modified: the client's ETag still matches"}
-        operation.setdefault("parameters", []).append(IF_NONE_MATCH)
+        parameters.append(IF_NONE_MATCH)
     for status, response in operation["responses"].items():
         headers = response.setdefault("headers", {})
         headers["X-Request-ID"] = _header("X-Request-ID")

@@ -49,7 +49,10 @@ def _blank_ranges() -> list[tuple[int, int]]:
 
 
 def _class_body(ranges: list[tuple[int, int]]) -> str:
-    """A regex class body: \\uXXXX escapes beyond ASCII (read alike by Python, ECMA-262 and JSON Schema)."""
+    """A regex class body with \\uXXXX escapes, read alike by Python, ECMA-262 and JSON Schema.
+
+    A character beyond U+FFFF stays itself: only Python's regex (the validator's) reads it so.
+    """
 
     def char(cp: int) -> str:
         return chr(cp) if cp > 0xFFFF else f"\\u{cp:04x}"
