@@ -210,6 +210,8 @@ def _name_one_of_variants(schemas: dict) -> None:
                 "properties": {field: properties[field], **others},
                 "required": [field],
             }
+            if "example" in properties[field]:  # Swagger UI's "Try it out" body: this field alone
+                schemas[variant_name]["example"] = {field: properties[field]["example"]}
             refs.append({"$ref": f"#/components/schemas/{variant_name}"})
         schemas[name] = {"title": schema.get("title", name), "description": schema["description"], "oneOf": refs}
 
