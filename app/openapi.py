@@ -38,8 +38,9 @@ HEADERS = {
         _STRING,
     ),
     "Cache-Control": ("`no-cache`: a cache may keep the answer but must revalidate it (If-None-Match)", _STRING),
-    "Location": ("URL of the created product", _STRING),
+    "Location": ("URL of the created product (201), or where the browser goes next (302)", _STRING),
     "Idempotent-Replayed": ("`true` when this is the stored answer to an earlier request with the same key", _STRING),
+    "Set-Cookie": ("The browser session (`dmarket_session`, HttpOnly), set or cleared by the sign-in pages", _STRING),
 }
 # Request headers the API reads besides Authorization and a body's Content-Type.
 REQUEST_HEADERS_EXTENSION = "x-dmarket-request-headers"
@@ -63,8 +64,11 @@ LICENSE = {"name": "MIT", "identifier": "MIT"}
 # and `enum: []` are refused by openapi-python-client.
 NEVER = {"not": {}, "allOf": [{"type": "string"}, {"type": "number"}]}
 
+# Headers that every success or redirect of an operation with this tag may carry.
+TAG_HEADERS = {"sign-in": ("Set-Cookie",)}
 # Headers by status, on every operation that can answer it.
 STATUS_HEADERS = {
+    "302": ("Location",),
     "401": ("WWW-Authenticate",),
     "429": ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"),
     "503": ("Retry-After",),
@@ -230,5 +234,8 @@ def _document_headers(operation: dict) -> None:
         headers["X-Request-ID"] = _header("X-Request-ID")
         for name in STATUS_HEADERS.get(status, ()):
             headers[name] = _header(name)
+        if status.startswith(("2", "3")):
+            for name in (name for tag in operation.get("tags", []) for name in TAG_HEADERS.get(tag, ())):
+                headers[name] = _header(name, required=False)
         for name, required in declared.get(status, {}).items():
             headers[name] = _header(name, required)

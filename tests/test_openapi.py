@@ -18,6 +18,7 @@ from openapi_spec_validator import validate
 from app.extensions import db
 from app.models import User
 from tests.documents import DOCUMENTS, LOCAL
+from tests.test_app import TRANSPORT_AND_BROWSER_POLICY
 
 SPEC = DOCUMENTS["auth0"]
 BOTH = pytest.mark.parametrize("spec", DOCUMENTS.values(), ids=DOCUMENTS.keys())
@@ -135,6 +136,21 @@ class TestHeaders:
             assert parameter["in"] == "header" and not parameter["required"], key
             for status, response in operation["responses"].items():
                 assert "X-Request-ID" in response["headers"], (key, status)
+
+    def test_the_sign_in_pages_send_only_documented_headers(self, make_app, client):
+        """Set-Cookie on the sign-in pages, Location on every redirect (the API's own answers: test_app.py)."""
+        local = make_app(**LOCAL).test_client()
+        form = {"code": local.application.config["LOCAL_SIGNIN_CODE"], "email": "dev@example.com"}
+        answers = {
+            ("local", "/login", "post"): local.post("/login", data=form, headers={"Origin": "http://localhost"}),
+            ("local", "/logout", "get"): local.get("/logout"),
+            ("auth0", "/login", "get"): client.get("/login"),
+        }
+        for (mode, path, method), response in answers.items():
+            documented = DOCUMENTS[mode]["paths"][path][method]["responses"][str(response.status_code)]["headers"]
+            sent = set(response.headers.keys()) - TRANSPORT_AND_BROWSER_POLICY
+            assert "Set-Cookie" in sent and sent <= set(documented), (path, sent - set(documented))
+            assert not documented["Set-Cookie"]["required"]
 
     def test_the_server_honours_the_documented_if_match(self, client, user_headers):
         created = client.post("/products", json={"name": "Lamp", "price": 2, "quantity": 1}, headers=user_headers)
