@@ -612,6 +612,17 @@ class TestUpdate:
         assert response.json["code"] == "precondition_failed"
         assert stored(app, product_id).name == "First"
 
+    @pytest.mark.parametrize("if_match", ['""', 'W/""', "", "lamp", '"9", ""'])
+    def test_an_if_match_that_names_no_version_is_412(self, app, client, user_headers, if_match):
+        """Found by fuzzing once If-Match was documented: an empty tag was a 500."""
+        (product_id,) = seed(app, {"name": "Lamp"})
+        for method in (client.put, client.patch, client.delete):
+            response = method(
+                f"/products/{product_id}", json={"name": "New"}, headers={**user_headers, "If-Match": if_match}
+            )
+            assert response.status_code == 412, (method, if_match)
+        assert (stored(app, product_id).name, stored(app, product_id).version) == ("Lamp", 1)
+
     def test_if_match_star_matches_any_version(self, app, client, user_headers):
         (product_id,) = seed(app, {"name": "Lamp"})
         response = client.put(

@@ -15,7 +15,7 @@ from pydantic import Field
 from app.auth.session import end_session, ensure_same_site_request, start_session
 from app.auth.signin import HTML, REDIRECT, LoginQuery, safe_next, signed_out
 from app.errors import Forbidden
-from app.schemas.common import CleanText, RequestModel
+from app.schemas.common import CleanText, FormModel, drop_default
 from app.schemas.users import Email
 from app.services.users import ensure_enabled, sync_user
 
@@ -38,12 +38,12 @@ class LocalLoginQuery(LoginQuery):
     code: str | None = Field(default=None, max_length=200, description=f"{CODE_HELP}: prefills the form")
 
 
-class LocalSignInForm(RequestModel):
+class LocalSignInForm(FormModel):
     email: Email
-    name: Annotated[str, Field(max_length=255), CleanText] | None = None
+    name: Annotated[str, Field(max_length=255), CleanText] | None = Field(default=None, json_schema_extra=drop_default)
     admin: bool = False
-    next: str | None = Field(default=None, max_length=2000)
-    code: str | None = Field(default=None, max_length=200, description=CODE_HELP)
+    next: str | None = Field(default=None, max_length=2000, json_schema_extra=drop_default)
+    code: str | None = Field(default=None, max_length=200, description=CODE_HELP, json_schema_extra=drop_default)
 
 
 def _code_is_right(code: str | None) -> bool:

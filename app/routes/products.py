@@ -7,7 +7,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_identity, require_auth
 from app.models.product import etag_of
-from app.openapi import response_headers
+from app.openapi import request_headers, response_headers
 from app.routes.responses import (
     PROTECTED,
     SIGNED_IN,
@@ -118,11 +118,12 @@ CREATE = {
 UPDATE = {
     "responses": {200: ProductOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, **PROTECTED},
     "security": SIGNED_IN,
-    "openapi_extensions": response_headers(200, "ETag"),
+    "openapi_extensions": {**response_headers(200, "ETag"), **request_headers("If-Match")},
 }
 DELETE = {
     "responses": {200: MessageOut, 403: ErrorOut, 404: ErrorOut, 412: ErrorOut, 401: ErrorOut},
     "security": SIGNED_IN,
+    "openapi_extensions": request_headers("If-Match"),
 }
 
 

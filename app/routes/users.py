@@ -18,7 +18,7 @@ bp = APIBlueprint(
 )
 
 
-@bp.get("/me", responses={200: MeOut})
+@bp.get("/me", responses={200: MeOut}, operation_id="getMe")
 @require_auth
 def me():
     """The signed-in user."""

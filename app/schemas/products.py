@@ -40,10 +40,12 @@ Price = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000_000, "multipleOf": 0.01},
+                # No `multipleOf: 0.01`: binary floats make validators refuse cents such as 0.07 or 19.99.
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000_000},
                 {"type": "string", "pattern": PRICE_PATTERN},
             ],
-            "description": "Price, exact to the cent (> 0, <= 1e9, at most 2 decimal places)",
+            "description": "Price, exact to the cent: > 0, <= 1e9, at most 2 decimal places (a number with more "
+            "is refused with 422; as a string, the pattern says the same)",
             "examples": [19.99],
         }
     ),
@@ -81,7 +83,7 @@ class ProductIn(BaseModel):
     )
 
     name: Name
-    description: Description | None = None
+    description: Description | None = Field(default=None, json_schema_extra=drop_default)
     price: Price
     quantity: Quantity
 
@@ -92,7 +94,7 @@ class ProductUpdate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: Name = Field(default=None, json_schema_extra=drop_default)
-    description: Description | None = None
+    description: Description | None = Field(default=None, json_schema_extra=drop_default)
     price: Price = Field(default=None, json_schema_extra=drop_default)
     quantity: Quantity = Field(default=None, json_schema_extra=drop_default)
 

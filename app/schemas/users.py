@@ -58,6 +58,16 @@ class UserQuery(PageQuery):
     )
 
 
+def optional_with_example(value: str):
+    """No `None` default in the spec, and an example (each variant of the admin target shows its own)."""
+
+    def extra(schema: dict) -> None:
+        drop_default(schema)
+        schema["example"] = value
+
+    return extra
+
+
 class AdminTarget(BaseModel):
     """Exactly one of `email` (every account whose email the identity provider verified) or `user_id` (that account)."""
 
@@ -66,9 +76,11 @@ class AdminTarget(BaseModel):
     email: Email = Field(
         default=None,
         description="Every account whose email this is AND the identity provider verified (case-insensitive)",
-        json_schema_extra=drop_default,
+        json_schema_extra=optional_with_example("someone@example.com"),
     )
-    user_id: UserId = Field(default=None, description="Exactly this account", json_schema_extra=drop_default)
+    user_id: UserId = Field(
+        default=None, description="Exactly this account", json_schema_extra=optional_with_example("auth0|64f0c1a2b3")
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self):

@@ -387,7 +387,8 @@ def _if_match_versions(expected_etags) -> list[int] | None:
     """The versions If-Match names (strong tags only, as RFC 9110 compares them); None for `*` or no header."""
     if expected_etags is None or expected_etags.star_tag:
         return None
-    return [int(tag) for tag in expected_etags.as_set() if tag.isdigit() and len(tag) < 10]
+    # Werkzeug reads an empty tag (`If-Match: ""`) as None: it names no version.
+    return [int(tag) for tag in expected_etags.as_set() if tag and tag.isdigit() and len(tag) < 10]
 
 
 def _guards(*, owner_only: bool, versions: bool) -> list:

@@ -4,9 +4,9 @@ import json
 
 from playwright.sync_api import Page, expect
 
-CREATE = "operations-products-products_create_product_products_create_post"
-CREATE_REST = "operations-products-products_create_product_products_post"
-ME = "operations-users-users_me_me_get"
+CREATE = "operations-products-createProduct"
+CREATE_REST = "operations-products-createProductRest"
+ME = "operations-users-getMe"
 # The local server's sign-in code (LOCAL_SIGNIN_CODE): a person opens the logged link, which carries it.
 SIGNIN_CODE = "browser-signin-code"
 
