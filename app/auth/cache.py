@@ -94,7 +94,7 @@ class TokenCache:
 
     def key_set(self) -> int:
         """The key set's generation: entries from an earlier one are verified again."""
-        return self._keys.generation if self._keys is not None else 0
+        return self._keys.checked_generation() if self._keys is not None else 0
 
     def _get(self, token: str) -> _Entry | None:
         with self._lock:

@@ -90,9 +90,7 @@ class JWKSCache:
     that need a fetch ever wait on, and at most once each.
     """
 
-    def __init__(
-        self, fetch: Callable[[], dict], min_refresh: float = 30, max_age: float = 300, clock=time.monotonic
-    ):
+    def __init__(self, fetch: Callable[[], dict], min_refresh: float = 30, max_age: float = 300, clock=time.monotonic):
         self._fetch = fetch
         self._min_refresh = min_refresh
         self.max_age = max_age
@@ -195,11 +193,13 @@ class JWKSCache:
         return True
 
     def issuer_answers(self) -> bool:
-        """Whether the issuer answers, asking it now unless it was asked in the last `min_refresh` seconds.
+        """Whether the issuer answers, asking it now unless it was asked in the last few seconds.
 
-        For browser sign-in and sign-out, which would otherwise send the browser to a host that is down.
+        For browser sign-in and sign-out (rare next to API calls), which would otherwise send the
+        browser to a host that is down: Authlib keeps the provider's endpoints for the process's life.
         """
-        if self._clock() - max(self._fetched_at, self._failed_at) < self._min_refresh:
+        recent = min(FAILURE_BACKOFF_SECONDS, self._min_refresh)
+        if self._clock() - max(self._fetched_at, self._failed_at) < recent:
             return self._fetched_at >= self._failed_at
         seen = self._attempts
         with self._fetching:
@@ -209,6 +209,15 @@ class JWKSCache:
                 except IssuerUnavailable:
                     return False
         return self._fetched_at >= self._failed_at
+
+    def checked_generation(self) -> int:
+        """The key set's generation, after starting a background refresh if the set is too old.
+
+        The token cache asks on every hit, so tokens it remembers also see a revocation in time.
+        """
+        if self._keys is not None and self._clock() - self._fetched_at >= self.max_age:
+            self._refresh_in_background()
+        return self.generation
 
     def key_for(self, kid: str):
         keys = self._keys
