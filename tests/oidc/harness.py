@@ -18,9 +18,12 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
+from flask_migrate import upgrade
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from app import create_app
+from app.extensions import db
 from tests.conftest import service_missing
 from tests.databases import postgres_base_url
 from tests.issuer import ADMIN_CLAIM, AUDIENCE, new_key
@@ -180,3 +183,11 @@ def sign_in(client, provider: OIDCProvider, login: str, *, query: str = "") -> o
     back = browse_provider(started.headers["Location"], login, stop_at=f"{IN_PROCESS_API}/callback")
     parts = urlsplit(back)
     return client.get(f"{parts.path}?{parts.query}")
+
+
+def migrate(env: dict) -> None:
+    """Bring the database of a live server's environment up to date (as `make serve` does first)."""
+    app = create_app(env)
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
