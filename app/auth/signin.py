@@ -13,7 +13,7 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, redirect, render_template, session
+from flask import Flask, current_app, redirect, render_template, request, session
 from flask_openapi3 import APIBlueprint, Tag
 from joserfc.errors import JoseError
 from pydantic import Field
@@ -72,10 +72,18 @@ def _provider_down(exc: Exception) -> ServiceUnavailable:
     )
 
 
-def _ensure_provider_answers() -> None:
-    """Never send the browser to a provider that is down (Authlib keeps its endpoints per process)."""
-    if not current_app.extensions["dmarket.auth"]["verifier"].keys.issuer_answers():
+def _provider_unavailable():
+    """None when the provider answers; else the API's own 503 (a page for browsers), never a dead link.
+
+    Authlib keeps the provider's endpoints for the process's life, so without asking, a warm
+    worker would send the browser to a host that does not answer.
+    """
+    if current_app.extensions["dmarket.auth"]["verifier"].keys.issuer_answers():
+        return None
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) != "text/html":
         raise _provider_down(IssuerUnavailable("the issuer does not answer"))
+    log.warning("identity provider unreachable: %s answered with the sign-in unavailable page", request.path)
+    return render_template("signin_unavailable.html", retry=request.full_path.rstrip("?")), 503, {"Retry-After": "5"}
 
 
 def _resource_params() -> dict[str, str]:
@@ -93,7 +101,8 @@ def login(query: LoginQuery):
     """Sign in: redirects to the identity provider (authorization code + PKCE)."""
     provider = _provider()
     target = safe_next(query.next)
-    _ensure_provider_answers()
+    if unavailable := _provider_unavailable():
+        return unavailable
     try:
         response = provider.authorize_redirect(_callback_url(), **_resource_params())
     except (requests.RequestException, ValueError) as exc:
@@ -184,7 +193,8 @@ def logout():
     provider = current_app.extensions["dmarket.auth"]["oauth"]
     if provider is None:
         return redirect(return_to)
-    _ensure_provider_answers()  # signed out here already; the provider's own session needs it up
+    if unavailable := _provider_unavailable():  # signed out here already; the provider's session needs it up
+        return unavailable
     try:
         end_session_endpoint = provider.load_server_metadata().get("end_session_endpoint")
     except (requests.RequestException, ValueError):

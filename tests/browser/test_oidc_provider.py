@@ -58,8 +58,9 @@ def test_sign_in_a_write_and_sign_out_at_the_provider(page, settings, tmp_path, 
             provider.stop()
         time.sleep(1.1)  # JWKS_MIN_REFRESH_SECONDS=1: how long a worker trusts its last contact with the issuer
         down = page.goto(f"{api}/login")  # the API's own answer, never the browser's connection error
-        assert down.status == 503
-        assert "The identity provider is unavailable; retry shortly." in page.content()
+        assert down.status == 503 and down.headers["retry-after"] == "5"
+        expect(page.get_by_role("heading", level=1)).to_have_text("Sign-in is unavailable")
+        expect(page.get_by_text("The identity provider is unavailable; retry shortly.")).to_be_visible()
     assert browser_log.errors == []
     assert [failure for failure in browser_log.failed if OFFLINE not in failure] == []
     assert browser_log.refused == [f"GET {api}/me 401", f"GET {api}/login 503"]

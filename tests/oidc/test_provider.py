@@ -145,6 +145,11 @@ def test_provider_down_a_warm_worker_keeps_bearer_calls_and_says_sign_in_is_unav
         assert response.status_code == 503, path
         assert response.json["code"] == "issuer_unavailable"
         assert response.headers["Retry-After"] == "5"
+    page = client.get("/login?next=/openapi", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert page.mimetype == "text/html"
+    assert "<h1>Sign-in is unavailable</h1>" in page.get_data(as_text=True)
+    assert 'href="/login?next=/openapi"' in page.get_data(as_text=True)
     ready = client.get("/health/ready")
     app.extensions["dmarket.auth"]["verifier"].keys.background.join(10)
     ready = client.get("/health/ready")
