@@ -337,6 +337,11 @@ class TestClockSkew:
         response = client.get("/me", headers=bearer(issuer.token(iat=int(time.time()) + 45)))
         assert_rejected(response, "not valid yet: its iat is ahead of this server's clock beyond JWT_LEEWAY")
 
+    @pytest.mark.parametrize("claim", ["iat", "nbf"])
+    def test_a_time_that_is_not_a_number_is_not_called_a_clock_problem(self, client, issuer, claim):
+        response = client.get("/me", headers=bearer(issuer.token(**{claim: "soon"})))
+        assert_rejected(response, f"the token's {claim} claim is not accepted")
+
     def test_within_the_leeway_it_is_accepted(self, make_app, issuer):
         client = make_app(JWT_LEEWAY="60").test_client()
         headers = bearer(issuer.token(iat=int(time.time()) + 45, nbf=int(time.time()) + 45))

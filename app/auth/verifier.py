@@ -304,8 +304,8 @@ def _describe(exc: JoseError) -> str:
     if isinstance(exc, UnsupportedAlgorithmError):
         return "the token's algorithm is not allowed"
     if isinstance(exc, InvalidClaimError):
-        if exc.claim in ("nbf", "iat"):
-            # The issuer's clock is ahead of ours by more than JWT_LEEWAY (both claims get that leeway).
+        if exc.claim in ("nbf", "iat") and "NumericDate" not in str(exc.description):
+            # A time, but ahead of ours by more than JWT_LEEWAY (both claims get that leeway, as exp does).
             return f"the token is not valid yet: its {exc.claim} is ahead of this server's clock beyond JWT_LEEWAY"
         return f"the token's {exc.claim} claim is not accepted"
     return "the token is malformed"
