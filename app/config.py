@@ -225,6 +225,19 @@ def _metrics(env: Mapping) -> dict:
     }
 
 
+def issuer_url(issuer: str, path: str) -> str:
+    """A URL under the issuer, whether or not its identifier ends in a slash (both are common)."""
+    return f"{issuer.rstrip('/')}/{path}"
+
+
+def _audience_params(env: Mapping) -> tuple[str, ...]:
+    raw = _str(env, "AUTH_AUDIENCE_PARAMS", "audience,resource")
+    params = tuple(p.strip().lower() for p in raw.split(",") if p.strip())
+    if not params or any(p not in ("audience", "resource") for p in params):
+        raise ConfigError(f"AUTH_AUDIENCE_PARAMS must be audience, resource or both (comma-separated), got {raw!r}")
+    return params
+
+
 def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
     domain = _str(env, "AUTH0_DOMAIN")
     issuer = _str(env, "AUTH0_ISSUER")
@@ -245,8 +258,7 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
         audience = _str(env, "API_AUDIENCE")
         if not audience:
             raise ConfigError("API_AUDIENCE is required when AUTH_MODE=auth0")
-    if not issuer.endswith("/"):
-        issuer += "/"
+    # Compared exactly as written (OpenID Connect Discovery 4.3): `iss` and discovery's `issuer`.
     code, code_file = _signin_code(env, instance_path) if mode == "local" else (None, None)
     callback = _str(env, "AUTH0_CALLBACK_URL")
     logout_to = _str(env, "LOGOUT_REDIRECT_URL")
@@ -263,6 +275,10 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
         "ADMIN_CLAIM": _str(env, "ADMIN_CLAIM", DEFAULT_ADMIN_CLAIM),
         "JWT_LEEWAY": _int(env, "JWT_LEEWAY", 30),
         "JWKS_MIN_REFRESH_SECONDS": _int(env, "JWKS_MIN_REFRESH_SECONDS", 30),
+        # The cached key set is refreshed in the background once this old: a revoked key stops working.
+        "JWKS_MAX_AGE_SECONDS": _int(env, "JWKS_MAX_AGE_SECONDS", 300, minimum=1),
+        # How /login names the API to the provider: Auth0's `audience`, RFC 8707's `resource`, or both.
+        "AUTH_AUDIENCE_PARAMS": _audience_params(env),
         # Verified tokens remembered (LRU) until their exp; the user they map to, this many seconds.
         "TOKEN_CACHE_SIZE": _int(env, "TOKEN_CACHE_SIZE", 1024, minimum=0),
         "IDENTITY_CACHE_SECONDS": _int(env, "IDENTITY_CACHE_SECONDS", 30, minimum=0),
@@ -278,7 +294,7 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
         "API_MANAGEMENT_CLIENT_ID": _str(env, "API_MANAGEMENT_CLIENT_ID"),
         "API_MANAGEMENT_CLIENT_SECRET": _str(env, "API_MANAGEMENT_CLIENT_SECRET"),
         "API_MANAGEMENT_AUDIENCE": _url(
-            "API_MANAGEMENT_AUDIENCE", _str(env, "API_MANAGEMENT_AUDIENCE", f"{issuer}api/v2/")
+            "API_MANAGEMENT_AUDIENCE", _str(env, "API_MANAGEMENT_AUDIENCE", issuer_url(issuer, "api/v2/"))
         ),
     }
 

@@ -68,6 +68,12 @@ def _build() -> SimpleNamespace:
             jwks_failures=Counter(
                 "dmarket_jwks_fetch_failures", "Fetches of the issuer's signing keys that failed.", registry=registry
             ),
+            provider_up=Gauge(
+                "dmarket_identity_provider_up",
+                "1 when the issuer's last key fetch succeeded, 0 when it failed (lowest of the live workers).",
+                registry=registry,
+                multiprocess_mode="livemin",
+            ),
             pool_in_use=Gauge(
                 "dmarket_db_pool_connections_in_use",
                 "Database connections checked out of the pool now (all live workers).",
@@ -199,7 +205,7 @@ def rate_limited() -> None:
 
 
 def watch_jwks(app: Flask, fetch: Callable[[], dict]) -> Callable[[], dict]:
-    """Count the issuer key fetches and their failures (the fetch itself is unchanged)."""
+    """Count the issuer key fetches and their failures, and say whether it answers (the fetch is unchanged)."""
     if not app.config["METRICS_ENABLED"]:
         return fetch
     metrics = _build()
@@ -207,9 +213,12 @@ def watch_jwks(app: Flask, fetch: Callable[[], dict]) -> Callable[[], dict]:
     def counted() -> dict:
         metrics.jwks_fetches.inc()
         try:
-            return fetch()
+            keys = fetch()
         except Exception:
             metrics.jwks_failures.inc()
+            metrics.provider_up.set(0)
             raise
+        metrics.provider_up.set(1)
+        return keys
 
     return counted

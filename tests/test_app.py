@@ -52,6 +52,8 @@ class TestConfiguration:
             ),
             ({"PUBLIC_URL": "api.example.com"}, "PUBLIC_URL"),
             ({"PUBLIC_URL": "https://api.example.com/?next=1"}, "PUBLIC_URL"),
+            ({"AUTH_AUDIENCE_PARAMS": "aud"}, "AUTH_AUDIENCE_PARAMS"),
+            ({"JWKS_MAX_AGE_SECONDS": "0"}, "JWKS_MAX_AGE_SECONDS"),
         ],
     )
     def test_bad_settings_stop_start_up_naming_the_setting(self, tmp_path, issuer, env, named):
@@ -73,6 +75,13 @@ class TestConfiguration:
         app = create_app({"INSTANCE_PATH": str(tmp_path), "AUTH0_DOMAIN": "shop.eu.auth0.com", "API_AUDIENCE": "a"})
         assert app.config["AUTH_MODE"] == "auth0"
         assert app.config["AUTH0_ISSUER"] == "https://shop.eu.auth0.com/"
+
+    @pytest.mark.parametrize("issuer", ["https://login.example.com", "https://login.example.com/"])
+    def test_the_issuer_is_kept_as_written_and_urls_under_it_joined(self, tmp_path, issuer):
+        app = create_app({"INSTANCE_PATH": str(tmp_path), "AUTH0_ISSUER": issuer, "API_AUDIENCE": "a"})
+        assert app.config["AUTH0_ISSUER"] == issuer
+        assert app.config["API_MANAGEMENT_AUDIENCE"] == "https://login.example.com/api/v2/"
+        assert app.config["AUTH_AUDIENCE_PARAMS"] == ("audience", "resource")
 
     def test_nothing_configured_means_local_mode_on_sqlite_in_instance(self, tmp_path):
         app = create_app({"INSTANCE_PATH": str(tmp_path), "AUTH0_DOMAIN": "", "AUTH0_ISSUER": ""})

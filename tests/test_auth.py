@@ -247,6 +247,107 @@ class TestIssuerOutage:
         assert max(elapsed for _, elapsed in results) < 3.5
 
 
+class TestKeySetAge:
+    """A key the issuer stops publishing is refused within JWKS_MAX_AGE_SECONDS plus one fetch, off the hot path.
+
+    Each test has an issuer of its own: a slow request another test left behind cannot count here.
+    """
+
+    @pytest.fixture
+    def issuer(self):
+        own = LocalOIDCIssuer().start()
+        yield own
+        own.stop()
+
+    @staticmethod
+    def settle(app) -> None:
+        """Wait for the background refresh a request may have started."""
+        refresh = app.extensions["dmarket.auth"]["verifier"].keys.background
+        if refresh is not None:
+            refresh.join(10)
+
+    def test_a_revoked_key_is_refused_once_the_set_is_older_than_max_age(self, make_app, issuer):
+        app = make_app(JWKS_MAX_AGE_SECONDS="1", AUTH0_ISSUER=issuer.url)
+        client = app.test_client()
+        old = bearer(issuer.token())
+        assert client.get("/me", headers=old).status_code == 200  # verified, and remembered by the token cache
+        issuer.rotate(keep_old=False)  # the old key is revoked
+        assert client.get("/me", headers=old).status_code == 200  # the set is younger than its max age
+        time.sleep(1.05)
+        assert client.get("/me", headers=old).status_code == 200  # starts the refresh, never waits for it
+        self.settle(app)
+
+        assert_rejected(client.get("/me", headers=old), "unknown key")
+        assert client.get("/me", headers=bearer(issuer.token())).status_code == 200
+        assert issuer.jwks_requests == 2
+
+    def test_a_refresh_with_the_same_keys_keeps_remembered_tokens(self, make_app, issuer):
+        app = make_app(JWKS_MAX_AGE_SECONDS="1", AUTH0_ISSUER=issuer.url)
+        verifier = app.extensions["dmarket.auth"]["verifier"]
+        client = app.test_client()
+        headers = bearer(issuer.token())
+        assert client.get("/me", headers=headers).status_code == 200
+        issuer.rotate()  # a key added: nothing that was trusted stops being trusted
+        time.sleep(1.05)
+        assert client.get("/me", headers=headers).status_code == 200
+        self.settle(app)
+        assert issuer.jwks_requests == 2
+        verified = []
+        real = verifier.verify
+        verifier.verify = lambda token: verified.append(token) or real(token)
+        assert client.get("/me", headers=headers).status_code == 200
+        assert verified == []  # still answered from the token cache
+
+    def test_an_old_set_never_makes_a_request_wait_on_a_hanging_issuer(self, make_app, issuer):
+        app = make_app(JWKS_MAX_AGE_SECONDS="1", AUTH0_ISSUER=issuer.url)
+        client = app.test_client()
+        headers = bearer(issuer.token())
+        assert client.get("/me", headers=headers).status_code == 200
+        issuer.mode, issuer.delay = "slow", 1.5
+        time.sleep(1.05)
+        timings = []
+        for _ in range(5):
+            started = time.monotonic()
+            assert client.get("/me", headers=bearer(issuer.token())).status_code == 200
+            timings.append(time.monotonic() - started)
+        assert max(timings) < 0.5
+        self.settle(app)
+        assert issuer.jwks_requests == 2  # one refresh for all of them (single flight)
+
+    def test_the_old_set_keeps_serving_while_the_issuer_is_down(self, make_app, issuer):
+        app = make_app(JWKS_MAX_AGE_SECONDS="1", AUTH0_ISSUER=issuer.url)
+        client = app.test_client()
+        headers = bearer(issuer.token())
+        assert client.get("/me", headers=headers).status_code == 200
+        issuer.mode = "garbage"  # answers, but no key set: counted, unlike "error"
+        time.sleep(1.05)
+        for _ in range(3):
+            assert client.get("/me", headers=bearer(issuer.token())).status_code == 200
+            self.settle(app)
+        assert issuer.jwks_requests == 2  # a failed refresh is retried after FAILURE_BACKOFF_SECONDS, not per call
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json["checks"]["identity_provider"] == "unreachable"
+
+
+class TestClockSkew:
+    """JWT_LEEWAY applies to exp, nbf and iat alike; the message says which one and why."""
+
+    def test_a_token_issued_ahead_of_our_clock_beyond_the_leeway(self, client, issuer):
+        response = client.get("/me", headers=bearer(issuer.token(iat=int(time.time()) + 45)))
+        assert_rejected(response, "not valid yet: its iat is ahead of this server's clock beyond JWT_LEEWAY")
+
+    @pytest.mark.parametrize("claim", ["iat", "nbf"])
+    def test_a_time_that_is_not_a_number_is_not_called_a_clock_problem(self, client, issuer, claim):
+        response = client.get("/me", headers=bearer(issuer.token(**{claim: "soon"})))
+        assert_rejected(response, f"the token's {claim} claim is not accepted")
+
+    def test_within_the_leeway_it_is_accepted(self, make_app, issuer):
+        client = make_app(JWT_LEEWAY="60").test_client()
+        headers = bearer(issuer.token(iat=int(time.time()) + 45, nbf=int(time.time()) + 45))
+        assert client.get("/me", headers=headers).status_code == 200
+
+
 class TestUsers:
     def test_first_sight_creates_the_user(self, app, client, issuer):
         token = issuer.token("auth0|carol", email="carol@example.com", name="Carol")

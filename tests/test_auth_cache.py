@@ -145,14 +145,20 @@ class TestTokenCache:
         cache.remember("c", {"exp": clock.now + 60}, identity())
         assert [cache.claims(t) is not None for t in ("a", "b", "c")] == [True, False, True]
 
-    def test_a_reloaded_key_set_sends_every_token_back_to_verification(self):
-        """A rotation may have removed the key a remembered token was signed with."""
-        keys = type("Keys", (), {"generation": 1})()
+    def test_a_key_set_losing_a_key_sends_every_token_back_to_verification(self):
+        """A revocation may have removed the key a remembered token was signed with."""
+        keys = type("Keys", (), {"generation": 1, "checked_generation": lambda self: self.generation})()
         cache = TokenCache(size=10, identity_seconds=30, keys=keys)
         cache.remember("t", {"exp": 10**12}, identity())
         assert cache.claims("t") is not None
         keys.generation = 2
         assert cache.claims("t") is None and cache.identity("t") is None
+
+    def test_a_token_verified_against_an_earlier_key_set_is_not_remembered_as_current(self):
+        keys = type("Keys", (), {"generation": 2, "checked_generation": lambda self: self.generation})()
+        cache = TokenCache(size=10, identity_seconds=30, keys=keys)
+        cache.remember("t", {"exp": 10**12}, identity(), key_set=1)  # a key left the set during verification
+        assert cache.claims("t") is None
 
     def test_size_zero_remembers_nothing(self):
         cache = TokenCache(size=0, identity_seconds=30)

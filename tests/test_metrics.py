@@ -139,6 +139,18 @@ def test_jwks_fetches_and_failures_are_counted(make_app, issuer, user_headers):
     assert value(after, "dmarket_jwks_fetch_failures_total") - value(before, "dmarket_jwks_fetch_failures_total") == 1
 
 
+def test_the_provider_going_down_shows_while_cached_keys_serve(make_app, issuer, user_headers):
+    app = make_app(METRICS_ENABLED="true", JWKS_MIN_REFRESH_SECONDS="0")
+    client = app.test_client()
+    assert client.get("/me", headers=user_headers).status_code == 200
+    assert value(scrape(client), "dmarket_identity_provider_up") == 1
+    issuer.mode = "error"
+    client.get("/health/ready")  # a probe asks the issuer again, in the background
+    app.extensions["dmarket.auth"]["verifier"].keys.background.join(5)
+    assert value(scrape(client), "dmarket_identity_provider_up") == 0
+    assert client.get("/me", headers=user_headers).status_code == 200
+
+
 @pytest.mark.slow
 def test_counts_from_every_gunicorn_worker_add_up(app, settings, user_headers):
     """Two workers, each with its own counters: a scrape, whichever worker answers, sums them all."""

@@ -4,6 +4,7 @@ import base64
 import hashlib
 import json
 import stat
+import time
 import zlib
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import requests
 from flask import Flask
 
 from app import ConfigError, create_app
+from app.auth.verifier import IssuerUnavailable
 from app.config import INSECURE_SECRET
 from app.extensions import db
 from app.models import BrowserSession, Product, User
@@ -51,7 +53,7 @@ class TestLogin:
         assert params["client_id"] == CLIENT_ID
         assert params["redirect_uri"] == "http://localhost:5000/callback"  # PUBLIC_URL's development default
         assert set(params["scope"].split()) == {"openid", "profile", "email"}
-        assert params["audience"] == AUDIENCE
+        assert params["audience"] == AUDIENCE and params["resource"] == AUDIENCE  # Auth0's and RFC 8707's
         assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) >= 43
         assert len(params["state"]) >= 20 and len(params["nonce"]) >= 20
 
@@ -158,6 +160,29 @@ class TestCallback:
         assert response.status_code == 400
         assert "check API_AUDIENCE" in response.json["message"]
         assert users_in(app) == []
+
+    def test_signing_keys_unavailable_at_the_callback_is_503_not_500(self, app, client, monkeypatch):
+        authorize_url, _ = start(client)
+        path = provider_answer(authorize_url)
+
+        def unavailable(token):
+            raise IssuerUnavailable("ConnectionError fetching keys")
+
+        monkeypatch.setattr(app.extensions["dmarket.auth"]["verifier"], "verify", unavailable)
+        response = client.get(path)
+        assert response.status_code == 503
+        assert response.json["code"] == "issuer_unavailable"
+        assert users_in(app) == [] and sessions_in(app) == []
+
+    def test_a_clock_ahead_is_named_not_the_audience(self, app, client, issuer):
+        issuer.access_token_overrides = {"iat": int(time.time()) + 45}
+        response = sign_in(client)
+        assert response.status_code == 400
+        assert response.json["message"] == (
+            "The provider issued an access token this API does not accept (the token is not valid yet: its iat is "
+            "ahead of this server's clock beyond JWT_LEEWAY); check the clocks of this server and the provider, "
+            "or JWT_LEEWAY."
+        )
 
     def test_provider_down_during_the_exchange_is_503(self, app, client, issuer):
         authorize_url, _ = start(client)
@@ -277,6 +302,21 @@ class TestSession:
         sign_in(app.test_client())
         assert len(sessions_in(app)) == 1  # the expired row went, the new one stays
         assert sessions_in(app)[0].expires_at > utcnow()
+
+    def test_disabling_an_account_ends_its_sessions_for_good(self, app, client, admin_headers):
+        """A stolen cookie must not come back to life when the account is restored."""
+        sign_in(client)
+        other = app.test_client()
+        sign_in(other)  # a second browser of the same account
+        assert client.delete("/users/auth0|alice", headers=admin_headers).status_code == 200
+        assert sessions_in(app) == []
+        assert client.post("/users/auth0|alice/restore", headers=admin_headers).status_code == 200
+
+        for browser in (client, other):
+            response = browser.get("/me")
+            assert response.status_code == 401
+        assert sign_in(client).status_code == 302
+        assert client.get("/me").json["user_id"] == "auth0|alice"
 
     def test_deleting_a_user_deletes_their_sessions(self, app, client):
         sign_in(client)

@@ -37,7 +37,11 @@ def init_app(app: Flask) -> None:
         _announce_signin_code(cfg)
     else:
         fetch = fetch_oidc_jwks(cfg["AUTH0_ISSUER"], timeout=cfg["HTTP_TIMEOUT"])
-    keys = JWKSCache(metrics.watch_jwks(app, fetch), min_refresh=cfg["JWKS_MIN_REFRESH_SECONDS"])
+    keys = JWKSCache(
+        metrics.watch_jwks(app, fetch),
+        min_refresh=cfg["JWKS_MIN_REFRESH_SECONDS"],
+        max_age=cfg["JWKS_MAX_AGE_SECONDS"],
+    )
     verifier = TokenVerifier(
         keys=keys, issuer=cfg["AUTH0_ISSUER"], audience=cfg["API_AUDIENCE"], leeway=cfg["JWT_LEEWAY"]
     )

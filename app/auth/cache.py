@@ -2,7 +2,8 @@
 
 An entry is keyed by the whole token (never by its signature alone: a signature pasted onto
 other claims must miss). The claims are trusted until the token's own `exp`, or until the
-issuer's key set is loaded again (a rotation may have removed the key that signed it); the identity
+issuer's key set loses a key (a revocation may have removed the key that signed it: every entry is
+then verified again; a refresh that brings the same keys, or only new ones, keeps them); the identity
 built from them (the local user) only for IDENTITY_CACHE_SECONDS, after which the user is read
 again. A change made through this process's ORM to any user (admin granted or revoked, account
 deleted or disabled) drops every cached identity at once; a change made by another worker or
@@ -74,30 +75,33 @@ class TokenCache:
             return None
         return entry.identity
 
-    def remember(self, token: str, claims: dict[str, Any], identity: Identity | None = None) -> None:
+    def remember(
+        self, token: str, claims: dict[str, Any], identity: Identity | None = None, *, key_set: int | None = None
+    ) -> None:
+        """`key_set`: `key_set()` read before the token was verified (a key revoked meanwhile must not count)."""
         if self.size <= 0 or not isinstance(claims.get("exp"), int | float):
             return
         now = self._clock()
         rememberable = identity is not None and self.identity_seconds > 0 and not identity.user.is_admin
         cached = _detached(identity) if rememberable else None
-        entry = _Entry(
-            claims, float(claims["exp"]), cached, now + self.identity_seconds, _user_changes, self._key_set()
-        )
+        key_set = self.key_set() if key_set is None else key_set
+        entry = _Entry(claims, float(claims["exp"]), cached, now + self.identity_seconds, _user_changes, key_set)
         with self._lock:
             self._entries[token] = entry
             self._entries.move_to_end(token)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
-    def _key_set(self) -> int:
-        return self._keys.generation if self._keys is not None else 0
+    def key_set(self) -> int:
+        """The key set's generation: entries from an earlier one are verified again."""
+        return self._keys.checked_generation() if self._keys is not None else 0
 
     def _get(self, token: str) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(token)
             if entry is None:
                 return None
-            if self._clock() >= entry.expires_at or entry.key_set != self._key_set():
+            if self._clock() >= entry.expires_at or entry.key_set != self.key_set():
                 del self._entries[token]
                 return None
             self._entries.move_to_end(token)

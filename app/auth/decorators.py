@@ -118,10 +118,11 @@ def _identity(token: str, *, via: str, fresh: bool = False) -> Identity:
     cache = auth["tokens"]
     identity = None if fresh else cache.identity(token)
     if identity is None:
+        key_set = cache.key_set()
         claims = cache.claims(token) or _verify(auth["verifier"], token, via=via)
         cfg = current_app.config
         identity = sync_user(claims=claims, admin_claim=cfg["ADMIN_CLAIM"], admin_emails=cfg["ADMIN_EMAILS"])
-        cache.remember(token, claims, identity)
+        cache.remember(token, claims, identity, key_set=key_set)
     ensure_enabled(identity.user)
     return identity
 

@@ -9,7 +9,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from app.config import instance_secret
+from app.config import instance_secret, issuer_url
 
 KEY_FILE = "local_issuer_key.json"
 
@@ -29,7 +29,7 @@ class LocalIssuer:
     def discovery(self) -> dict:
         return {
             "issuer": self.issuer,
-            "jwks_uri": f"{self.issuer}.well-known/jwks.json",
+            "jwks_uri": issuer_url(self.issuer, ".well-known/jwks.json"),
             "id_token_signing_alg_values_supported": ["RS256"],
             "subject_types_supported": ["public"],
             "response_types_supported": ["code"],

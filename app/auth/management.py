@@ -15,13 +15,15 @@ from urllib.parse import quote
 import requests
 from flask import current_app
 
+from app.config import issuer_url
+
 log = logging.getLogger(__name__)
 EXPIRY_MARGIN_SECONDS = 60
 
 
 class ManagementClient:
     def __init__(self, *, issuer: str, client_id: str, client_secret: str, audience: str, timeout: float):
-        self._token_url = f"{issuer}oauth/token"
+        self._token_url = issuer_url(issuer, "oauth/token")
         self._api = audience if audience.endswith("/") else f"{audience}/"
         self._credentials = {
             "grant_type": "client_credentials",

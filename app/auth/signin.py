@@ -13,13 +13,14 @@ import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, current_app, redirect, render_template, session
+from flask import Flask, current_app, redirect, render_template, request, session
 from flask_openapi3 import APIBlueprint, Tag
 from joserfc.errors import JoseError
 from pydantic import Field
 
 from app.auth.session import end_session, start_session
-from app.auth.verifier import InvalidToken
+from app.auth.verifier import InvalidToken, IssuerUnavailable
+from app.config import issuer_url
 from app.errors import ApiError, BadRequest, ServiceUnavailable
 from app.http import public_url
 from app.schemas.common import ErrorOut, RequestModel
@@ -71,6 +72,26 @@ def _provider_down(exc: Exception) -> ServiceUnavailable:
     )
 
 
+def _provider_unavailable():
+    """None when the provider answers; else the API's own 503 (a page for browsers), never a dead link.
+
+    Authlib keeps the provider's endpoints for the process's life, so without asking, a warm
+    worker would send the browser to a host that does not answer.
+    """
+    if current_app.extensions["dmarket.auth"]["verifier"].keys.issuer_answers():
+        return None
+    if request.accept_mimetypes.best_match(["application/json", "text/html"]) != "text/html":
+        raise _provider_down(IssuerUnavailable("the issuer does not answer"))
+    log.warning("identity provider unreachable: %s answered with the sign-in unavailable page", request.path)
+    return render_template("signin_unavailable.html", retry=request.full_path.rstrip("?")), 503, {"Retry-After": "5"}
+
+
+def _resource_params() -> dict[str, str]:
+    """The API named as Auth0 wants it (`audience`), as RFC 8707 does (`resource`), or both (AUTH_AUDIENCE_PARAMS)."""
+    cfg = current_app.config
+    return {param: cfg["API_AUDIENCE"] for param in cfg["AUTH_AUDIENCE_PARAMS"]}
+
+
 def _callback_url() -> str:
     return current_app.config["AUTH0_CALLBACK_URL"] or public_url("signin.callback")
 
@@ -80,8 +101,10 @@ def login(query: LoginQuery):
     """Sign in: redirects to the identity provider (authorization code + PKCE)."""
     provider = _provider()
     target = safe_next(query.next)
+    if unavailable := _provider_unavailable():
+        return unavailable
     try:
-        response = provider.authorize_redirect(_callback_url(), audience=current_app.config["API_AUDIENCE"])
+        response = provider.authorize_redirect(_callback_url(), **_resource_params())
     except (requests.RequestException, ValueError) as exc:
         raise _provider_down(exc) from None
     session["next"] = target
@@ -101,8 +124,10 @@ def callback(query: CallbackQuery):
     if not query.code or not query.state:
         raise BadRequest("The provider's answer has no authorization code or state.", code="sign_in_failed")
     target = safe_next(session.get("next"))
+    # RFC 8707: the token request names the resource again (Auth0 ignores it there).
+    resource = {k: v for k, v in _resource_params().items() if k == "resource"}
     try:
-        token = provider.authorize_access_token()
+        token = provider.authorize_access_token(**resource)
     except MismatchingStateError:
         raise BadRequest("The sign-in state does not match; start again at /login.", code="invalid_state") from None
     except OAuthError as exc:
@@ -127,9 +152,11 @@ def _start(token: dict) -> None:
         claims = verifier.verify(token.get("access_token") or "")
     except InvalidToken as exc:
         raise BadRequest(
-            f"The provider issued an access token this API does not accept ({exc}); check API_AUDIENCE.",
+            f"The provider issued an access token this API does not accept ({exc}){_hint(str(exc))}.",
             code="sign_in_failed",
         ) from None
+    except IssuerUnavailable as exc:
+        raise _provider_down(exc) from None
     profile = token.get("userinfo") or {}
     if profile.get("sub") != claims["sub"]:
         raise BadRequest("The ID token and the access token name different users.", code="sign_in_failed")
@@ -146,7 +173,18 @@ def _start(token: dict) -> None:
     start_session(user_id=identity.user.user_id, access_token=token["access_token"], id_token=token.get("id_token"))
 
 
-@bp.get("/logout", responses={302: REDIRECT})
+def _hint(reason: str) -> str:
+    """What to check, for the reasons a setting explains; none where it would mislead."""
+    if "not valid yet" in reason or "expired" in reason:
+        return "; check the clocks of this server and the provider, or JWT_LEEWAY"
+    if "aud claim" in reason or "malformed" in reason:
+        return "; check API_AUDIENCE and AUTH_AUDIENCE_PARAMS"
+    if "iss claim" in reason:
+        return "; check AUTH0_ISSUER (compared exactly, trailing slash included)"
+    return ""
+
+
+@bp.get("/logout", responses={302: REDIRECT, 503: ErrorOut})
 def logout():
     """Sign out here, then at the provider (its end-session endpoint, or Auth0's /v2/logout)."""
     id_token = end_session()
@@ -155,6 +193,8 @@ def logout():
     provider = current_app.extensions["dmarket.auth"]["oauth"]
     if provider is None:
         return redirect(return_to)
+    if unavailable := _provider_unavailable():  # signed out here already; the provider's session needs it up
+        return unavailable
     try:
         end_session_endpoint = provider.load_server_metadata().get("end_session_endpoint")
     except (requests.RequestException, ValueError):
@@ -165,7 +205,7 @@ def logout():
             params["id_token_hint"] = id_token
         return redirect(f"{end_session_endpoint}?{urlencode(params)}")
     auth0_params = urlencode({"client_id": cfg["CLIENT_ID"], "returnTo": return_to})
-    return redirect(f"{cfg['AUTH0_ISSUER']}v2/logout?{auth0_params}")
+    return redirect(f"{issuer_url(cfg['AUTH0_ISSUER'], 'v2/logout')}?{auth0_params}")
 
 
 def signed_out():
@@ -186,7 +226,7 @@ def oauth_client(app: Flask):
         "auth0",
         client_id=cfg["CLIENT_ID"],
         client_secret=cfg["CLIENT_SECRET"],
-        server_metadata_url=f"{cfg['AUTH0_ISSUER']}.well-known/openid-configuration",
+        server_metadata_url=issuer_url(cfg["AUTH0_ISSUER"], ".well-known/openid-configuration"),
         client_kwargs={
             "scope": "openid profile email",
             "code_challenge_method": "S256",

@@ -4,7 +4,7 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from app.routes.responses import json_response
 from app.schemas.health import HealthOut, ReadinessOut
-from app.services.health import readiness
+from app.services.health import INFORMATIONAL, readiness
 
 bp = APIBlueprint("health", __name__, abp_tags=[Tag(name="health", description="Probes for load balancers")])
 
@@ -17,8 +17,11 @@ def health():
 
 @bp.get("/health/ready", responses={200: ReadinessOut, 503: ReadinessOut})
 def ready():
-    """Readiness: the database answers and the issuer's signing keys are at hand."""
-    checks = readiness()
-    ok = all(value in ("ok", "local") for value in checks.values())
+    """Readiness: the database answers and the issuer's signing keys are at hand (the provider's state is reported)."""
+    checks, detail = readiness()
+    ok = all(value in ("ok", "local") for name, value in checks.items() if name not in INFORMATIONAL)
     headers = None if ok else {"Retry-After": "5"}
-    return json_response({"status": "ready" if ok else "unavailable", "checks": checks}, 200 if ok else 503, headers)
+    body = {"status": "ready" if ok else "unavailable", "checks": checks}
+    if detail:
+        body["detail"] = detail
+    return json_response(body, 200 if ok else 503, headers)

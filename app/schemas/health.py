@@ -14,8 +14,12 @@ class ReadinessChecks(BaseModel):
     signing_keys: Literal["ok", "unavailable", "local"] = Field(
         description="The issuer's JWKS is cached or fetchable (auth0 mode); `local` in local mode"
     )
+    identity_provider: Literal["ok", "unreachable", "local"] = Field(
+        description="Whether the issuer answered its last key fetch; `unreachable` alone does not make the API unready"
+    )
 
 
 class ReadinessOut(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: ReadinessChecks
+    detail: str | None = Field(default=None, description="Why the issuer's keys could not be fetched, if so")

@@ -22,10 +22,20 @@ def database_ok() -> bool:
         db.session.rollback()
 
 
-def readiness() -> dict[str, str]:
+# Reported, never failing readiness: with keys cached, bearer calls keep working while the provider is down.
+INFORMATIONAL = ("identity_provider",)
+
+
+def readiness() -> tuple[dict[str, str], str | None]:
+    """Each dependency's state, and why the issuer failed when it did (e.g. an issuer mismatch)."""
     auth = current_app.extensions["dmarket.auth"]
     if auth["local_issuer"] is not None:
-        keys = "local"
+        keys = provider = "local"
+        detail = None
     else:
-        keys = "ok" if auth["verifier"].keys.ready() else "unavailable"
-    return {"database": "ok" if database_ok() else "unavailable", "signing_keys": keys}
+        cache = auth["verifier"].keys
+        keys = "ok" if cache.ready() else "unavailable"
+        provider = "unreachable" if cache.reachable is False else "ok"
+        detail = cache.last_error
+    checks = {"database": "ok" if database_ok() else "unavailable", "signing_keys": keys, "identity_provider": provider}
+    return checks, detail

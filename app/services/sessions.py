@@ -54,6 +54,11 @@ def delete_session(session_id: str) -> str | None:
     return id_token
 
 
+def end_sessions_of(user_id: str) -> int:
+    """Delete every browser session of a user (the caller commits); returns how many there were."""
+    return db.session.execute(delete(BrowserSession).where(BrowserSession.user_id == user_id)).rowcount
+
+
 def purge_expired(limit: int = PURGE_BATCH) -> None:
     """Delete up to `limit` expired sessions (opportunistic: called on sign-in)."""
     expired = select(BrowserSession.id).where(BrowserSession.expires_at <= utcnow()).limit(limit)

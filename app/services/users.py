@@ -14,6 +14,7 @@ from app.models import Product, User
 from app.models.types import utcnow
 from app.services.locking import begin_write
 from app.services.paging import Page
+from app.services.sessions import end_sessions_of
 
 
 @dataclass(frozen=True)
@@ -201,10 +202,12 @@ def set_admin(*, is_admin: bool, email: str | None = None, user_id: str | None =
 
 def disable_user(user_id: str) -> tuple[User, int]:
     """What deleting a user means: their products go, the account stays, disabled, so that their next
-    token is refused instead of creating them afresh. Returns the user and how many products went."""
+    token is refused instead of creating them afresh. Their browser sessions end: a stolen cookie must
+    not come back to life when the account is restored. Returns the user and how many products went."""
     user = get_user_or_404(user_id)
     _ensure_an_admin_remains([user])
     removed = db.session.execute(delete(Product).where(Product.user_id == user_id)).rowcount
+    end_sessions_of(user_id)
     if user.disabled_at is None:
         user.disabled_at = utcnow()
     db.session.commit()
