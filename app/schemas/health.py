@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from app.schemas.common import drop_default
+
 
 class HealthOut(BaseModel):
     status: Literal["ok"]
@@ -22,4 +24,8 @@ class ReadinessChecks(BaseModel):
 class ReadinessOut(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: ReadinessChecks
-    detail: str | None = Field(default=None, description="Why the issuer's keys could not be fetched, if so")
+    detail: str = Field(
+        default=None,
+        description="Only when the issuer failed: why its keys could not be fetched (e.g. an issuer mismatch)",
+        json_schema_extra=drop_default,
+    )
