@@ -35,7 +35,9 @@ WRONG_CODE = "The sign-in code is missing or wrong: open the link the server log
 
 
 class LocalLoginQuery(LoginQuery):
-    code: str | None = Field(default=None, max_length=200, description=f"{CODE_HELP}: prefills the form")
+    code: str | None = Field(
+        default=None, max_length=200, description=f"{CODE_HELP}: prefills the form", json_schema_extra=drop_default
+    )
 
 
 class LocalSignInForm(FormModel):

@@ -23,7 +23,7 @@ from app.auth.verifier import InvalidToken, IssuerUnavailable
 from app.config import issuer_url
 from app.errors import ApiError, BadRequest, ServiceUnavailable
 from app.http import public_url
-from app.schemas.common import ErrorOut, RequestModel
+from app.schemas.common import ErrorOut, RequestModel, drop_default
 from app.services.users import ensure_enabled, sync_user
 
 log = logging.getLogger(__name__)
@@ -35,14 +35,19 @@ bp = APIBlueprint("signin", __name__, abp_tags=[Tag(name="sign-in", description=
 
 
 class LoginQuery(RequestModel):
-    next: str | None = Field(default=None, max_length=2000, description="Relative path to return to after sign-in")
+    next: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Relative path to return to after sign-in",
+        json_schema_extra=drop_default,
+    )
 
 
 class CallbackQuery(RequestModel):
-    code: str | None = Field(default=None, max_length=2000)
-    state: str | None = Field(default=None, max_length=2000)
-    error: str | None = Field(default=None, max_length=200)
-    error_description: str | None = Field(default=None, max_length=2000)
+    code: str | None = Field(default=None, max_length=2000, json_schema_extra=drop_default)
+    state: str | None = Field(default=None, max_length=2000, json_schema_extra=drop_default)
+    error: str | None = Field(default=None, max_length=200, json_schema_extra=drop_default)
+    error_description: str | None = Field(default=None, max_length=2000, json_schema_extra=drop_default)
 
 
 def safe_next(value: str | None) -> str:
