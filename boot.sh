@@ -9,12 +9,14 @@ flask db upgrade
 chmod -f g+w instance/*.sqlite3* 2>/dev/null || true
 if [ "${FRONT_PROXY:-none}" = nginx ]; then
     # nginx takes the clients on HOST:PORT (a slow one never holds a gunicorn worker) and passes
-    # whole requests to gunicorn on a unix socket; it runs as a daemon, so gunicorn stays PID 1.
+    # whole requests to gunicorn on a unix socket. gunicorn starts it (NGINX_CONF, when_ready in
+    # gunicorn.conf.py) once that socket listens; as a daemon, so gunicorn stays PID 1.
     run="${TMPDIR:-/tmp}/dmarket-nginx"
     mkdir -p "$run"
     sed -e "s|@RUN@|$run|g" -e "s|@CONF@|$PWD/nginx|g" -e "s|@SOCKET@|$run/gunicorn.sock|g" \
         -e "s|@LISTEN@|${HOST:-0.0.0.0}:${PORT:-5000}|g" nginx/image.conf >"$run/nginx.conf"
-    nginx -e stderr -c "$run/nginx.conf"
+    nginx -e stderr -t -q -c "$run/nginx.conf"
+    export NGINX_CONF="$run/nginx.conf"
     export GUNICORN_BIND="unix:$run/gunicorn.sock"
     # nginx is one more proxy hop: TRUSTED_PROXIES counts the ones in front of the container.
     export TRUSTED_PROXIES=$((${TRUSTED_PROXIES:-0} + 1))

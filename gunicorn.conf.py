@@ -3,6 +3,7 @@
 import math
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -105,6 +106,14 @@ def on_starting(server):
     else:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dmarket-metrics-")
         server._dmarket_metrics_tmp = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def when_ready(server):
+    """The image's nginx (boot.sh, FRONT_PROXY=nginx) starts once gunicorn listens: never a 502 at boot."""
+    conf = os.environ.get("NGINX_CONF")
+    if conf:
+        subprocess.run(["nginx", "-e", "stderr", "-c", conf], check=True)
+        server.log.info("nginx started in front (%s)", conf)
 
 
 def child_exit(server, worker):
