@@ -1,5 +1,6 @@
 """Rate limits: per signed-in user for writes, per IP otherwise; shared through Redis when configured."""
 
+import socket
 import threading
 import time
 import uuid
@@ -164,3 +165,17 @@ def test_many_accounts_from_one_address_share_its_ceiling(make_app, issuer):
     assert refused.status_code == 429 and refused.json["code"] == "rate_limited"
     assert refused.headers["X-RateLimit-Limit"] == "5"
     assert client.get("/me", headers=tokens[3], environ_base=home).status_code == 200  # another address: its own
+
+
+def test_a_redis_that_never_answers_counts_as_down_within_its_timeout(make_app):
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers: a paused Redis
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        uri = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        app = make_app(RATELIMIT_STORAGE_URI=uri, REDIS_TIMEOUT_MS="100")
+        started = time.monotonic()
+        assert app.test_client().get("/products").status_code == 200
+        took = time.monotonic() - started
+    assert 0.1 <= took < 0.5  # one wait of 100 ms, no retries with backoff
+    # ...after which it is counted in memory for a while, without asking Redis again.
+    assert app.extensions["dmarket.limiter"].storage_down_until > time.monotonic()
