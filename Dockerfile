@@ -20,7 +20,10 @@ RUN useradd --uid 10001 --gid 0 --home-dir /home/dmarket --create-home --no-log-
     && chmod 0770 /home/dmarket
 
 # nginx in front of gunicorn: a slow or stalled client then holds a buffer of nginx, never a worker.
-RUN apt-get update -q && apt-get install -y -q --no-install-recommends nginx \
+# Debian 12's nginx-light (no extra modules, so no image libraries); Debian 13 has only `nginx`.
+RUN apt-get update -q \
+    && (apt-get install -y -q --no-install-recommends nginx-light \
+        || apt-get install -y -q --no-install-recommends nginx) \
     && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt ./
