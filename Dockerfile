@@ -24,7 +24,7 @@ RUN useradd --uid 10001 --gid 0 --home-dir /home/dmarket --create-home --no-log-
 RUN apt-get update -q \
     && (apt-get install -y -q --no-install-recommends nginx-light \
         || apt-get install -y -q --no-install-recommends nginx) \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
