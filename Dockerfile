@@ -1,5 +1,6 @@
 # DMarket API: `docker build -t dmarket-api . && docker run -p 5000:5000 dmarket-api`
-# With no environment it runs like `make run` (SQLite in instance/, local sign-in).
+# With no environment it runs like `make run` (SQLite in instance/, local sign-in). Clients reach
+# nginx on PORT, which passes whole requests to gunicorn (boot.sh; docs/deployment.md).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     FLASK_APP=wsgi.py \
     HOST=0.0.0.0 \
     PORT=5000 \
-    HOME=/home/dmarket
+    HOME=/home/dmarket \
+    FRONT_PROXY=nginx
 
 WORKDIR /srv/dmarket
 # Any UID in group 0 must work (OpenShift runs images as an arbitrary UID with GID 0), so the
@@ -17,11 +19,19 @@ WORKDIR /srv/dmarket
 RUN useradd --uid 10001 --gid 0 --home-dir /home/dmarket --create-home --no-log-init dmarket \
     && chmod 0770 /home/dmarket
 
+# nginx in front of gunicorn: a slow or stalled client then holds a buffer of nginx, never a worker.
+# Debian 12's nginx-light (no extra modules, so no image libraries); Debian 13 has only `nginx`.
+RUN apt-get update -q \
+    && (apt-get install -y -q --no-install-recommends nginx-light \
+        || apt-get install -y -q --no-install-recommends nginx) \
+    && apt-get clean && rm -rf /var/lib/apt/lists/*
+
 COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY app ./app
 COPY migrations ./migrations
+COPY nginx ./nginx
 COPY wsgi.py gunicorn.conf.py boot.sh ./
 RUN mkdir instance && chown 10001:0 instance && chmod 0770 instance
 

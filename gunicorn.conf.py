@@ -3,6 +3,7 @@
 import math
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -107,6 +108,14 @@ def on_starting(server):
         server._dmarket_metrics_tmp = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
+def when_ready(server):
+    """The image's nginx (boot.sh, FRONT_PROXY=nginx) starts once gunicorn listens: never a 502 at boot."""
+    conf = os.environ.get("NGINX_CONF")
+    if conf:
+        subprocess.run(["nginx", "-e", "stderr", "-c", conf], check=True)
+        server.log.info("nginx started in front (%s)", conf)
+
+
 def child_exit(server, worker):
     """A dead worker's gauges (pool connections in use) must stop counting; its counters stay."""
     from prometheus_client import multiprocess
@@ -121,8 +130,13 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """No `Server: gunicorn` banner: it tells a scanner what to try, and the client nothing."""
+    """No `Server: gunicorn` banner: it tells a scanner what to try, and the client nothing. The
+    errors gunicorn answers itself (400, 414, 431, a request cut by a worker's death: 500) in the
+    API's JSON shape, not HTML."""
+    from gunicorn import util
     from gunicorn.http import wsgi
+
+    util.write_error = write_json_error
 
     if not getattr(wsgi.Response.default_headers, "without_server", False):
         default_headers = wsgi.Response.default_headers
@@ -132,3 +146,27 @@ def post_worker_init(worker):
 
         without_server.without_server = True
         wsgi.Response.default_headers = without_server
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """gunicorn.util.write_error, with the API's error body `{"code", "message"}`."""
+    import json
+
+    from gunicorn.util import write_nonblock
+
+    from app.errors import code_for
+
+    message = mesg or ("An unexpected error occurred; it has been logged." if status_int >= 500 else reason)
+    body = json.dumps({"code": code_for(status_int), "message": message}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    write_nonblock(sock, head.encode("latin1") + body)
+
+
+def worker_abort(worker):
+    """Name the cause: gunicorn itself only says, once the worker is gone, "Perhaps out of memory?"."""
+    worker.log.error(
+        "Worker (pid:%s) timed out: a request ran past GUNICORN_TIMEOUT (%ss); aborting it", worker.pid, timeout
+    )

@@ -178,9 +178,14 @@ def _serving(env: Mapping) -> dict:
         "RATELIMIT_DEFAULT": _rate(env, "RATELIMIT_DEFAULT", "1200 per minute"),
         "RATELIMIT_WRITES": _rate(env, "RATELIMIT_WRITES", "60 per minute"),
         "RATELIMIT_LOGIN": _rate(env, "RATELIMIT_LOGIN", "20 per minute"),
+        "RATELIMIT_PER_ADDRESS": _rate(env, "RATELIMIT_PER_ADDRESS", "3000 per minute"),
+        # Each Redis connect or read waits this long at most (once): a hung Redis counts as down.
+        "REDIS_TIMEOUT_MS": _int(env, "REDIS_TIMEOUT_MS", 200, minimum=10),
         # The last guard on a search's cost (0: none); the search rules keep ordinary ones far below.
         "SEARCH_TIMEOUT_MS": _int(env, "SEARCH_TIMEOUT_MS", 250),
         "LIST_CACHE_SIZE": _int(env, "LIST_CACHE_SIZE", 256, minimum=0),
+        # ...and the memory their bodies may take, per worker (whatever the rows' lengths).
+        "LIST_CACHE_MB": _int(env, "LIST_CACHE_MB", 8, minimum=0),
     }
 
 

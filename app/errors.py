@@ -36,6 +36,11 @@ _CODES = {
 _BODY_HEADERS = {"content-type", "content-length"}
 
 
+def code_for(status: int) -> str:
+    """The snake_case code for a status (servers in front of the app answer in the same shape)."""
+    return _CODES.get(status, "http_error")
+
+
 class ApiError(Exception):
     """An error the API answers with on purpose; raised anywhere, shaped in one place."""
 
@@ -137,7 +142,7 @@ def _handle_http_exception(exc: HTTPException):
     code = exc.code or 500
     if code == 500:
         return _handle_unexpected(exc)
-    return error_response(code, _CODES.get(code, "http_error"), exc.description or exc.name, headers=headers)
+    return error_response(code, code_for(code), exc.description or exc.name, headers=headers)
 
 
 def _handle_database_error(exc: DBAPIError):
@@ -154,7 +159,10 @@ def _handle_database_error(exc: DBAPIError):
 
 def _handle_database_down(exc: DBAPIError):
     db.discard_transaction()
-    log.error("database unavailable: %s", exc.orig.__class__.__name__ if exc.orig else exc)
+    cause = exc.orig or exc
+    # The driver's first line names the cause ("too many clients already", "Connection refused").
+    reason = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")[:200]
+    log.error("database unavailable: %s: %s", cause.__class__.__name__, reason)
     return error_response(
         503,
         "database_unavailable",

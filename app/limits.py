@@ -10,7 +10,9 @@ are three, parsed once at start-up; picking a request's is a few set lookups.
 The check is the first before-request hook after the request id, so every request is
 counted, refused ones included (a bad token, no credentials, no rights, an unknown route or
 method): a request whose route needs credentials and carries valid ones is counted against
-its user, wherever it comes from; every other request against its IP address.
+its user, wherever it comes from; every other request against its IP address. Signed-in
+requests also spend their address's ceiling (RATELIMIT_PER_ADDRESS, generous enough for an
+office behind one NAT), so many accounts from one address do not add up to many budgets.
 """
 
 import logging
@@ -71,6 +73,19 @@ class ProcessCounters(MemoryStorage):
                 self.locks.pop(key, None)
 
 
+def shared_storage(uri: str, timeout_ms: int):
+    """Redis with every call bounded: a hung server (paused, partitioned) must fail fast, not hold a worker.
+
+    redis-py's default would wait forever for an answer, and retry a timeout three times with
+    backoff of up to seconds; here one connect or read waits `timeout_ms` at most, once.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    seconds = timeout_ms / 1000
+    return storage_from_string(uri, socket_timeout=seconds, socket_connect_timeout=seconds, retry=Retry(NoBackoff(), 0))
+
+
 def client_key() -> str:
     identity = identify_quietly()
     if identity is not None:
@@ -88,8 +103,9 @@ class RateLimiter:
         self.default = parse_many(config["RATELIMIT_DEFAULT"])
         self.writes = parse_many(config["RATELIMIT_WRITES"])
         self.sign_in = parse_many(config["RATELIMIT_LOGIN"])
+        self.per_address = parse_many(config["RATELIMIT_PER_ADDRESS"])
         uri = config["RATELIMIT_STORAGE_URI"]
-        storage = ProcessCounters() if uri.startswith("memory") else storage_from_string(uri)
+        storage = ProcessCounters() if uri.startswith("memory") else shared_storage(uri, config["REDIS_TIMEOUT_MS"])
         self.strategy = FixedWindowRateLimiter(storage)
         # Limits protect the service; an unreachable Redis must not take the API down with it.
         self.fallback = FixedWindowRateLimiter(ProcessCounters())
@@ -124,6 +140,8 @@ class RateLimiter:
             return
         key = client_key()
         self._spend(self.default, key, "global")
+        if key[0] == "u":  # a user's budget is theirs, but many accounts from one address share a ceiling
+            self._spend(self.per_address, f"ip:{request.remote_addr}", "address")
         if blueprint in self.sign_in_blueprints:
             self._spend(self.sign_in, f"ip:{request.remote_addr}", blueprint)
         elif blueprint in self.write_blueprints and request.method in WRITE_METHODS:

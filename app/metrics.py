@@ -33,6 +33,8 @@ REJECTION_REASONS = (
     ("claim is not accepted", "invalid_claim"),
     ("malformed", "malformed"),
 )
+# The `method` label's values: anything else a client invents counts as "other" (one series, not one each).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _instruments: SimpleNamespace | None = None
 
 
@@ -126,17 +128,23 @@ def _start() -> None:
 
 
 def _route() -> str:
+    """The matched rule's template (`/products/<int:product_id>`), never the path a client typed."""
     rule = request.url_rule
     return rule.rule if rule is not None else "<unmatched>"
 
 
+def _method() -> str:
+    method = request.method
+    return method if method in KNOWN_METHODS else "other"
+
+
 def _count(response):
     metrics = current_app.extensions[EXTENSION]
-    route = _route()
-    metrics.requests.labels(route, request.method, str(response.status_code)).inc()
+    route, method = _route(), _method()
+    metrics.requests.labels(route, method, str(response.status_code)).inc()
     started = g.get("metrics_start")
     if started is not None:
-        metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
+        metrics.latency.labels(route, method).observe(time.perf_counter() - started)
     return response
 
 

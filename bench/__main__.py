@@ -48,6 +48,7 @@ SERVER_ENV = {
     "AUTH_MODE": "local",
     "RATELIMIT_DEFAULT": "100000000 per minute",
     "RATELIMIT_WRITES": "100000000 per minute",
+    "RATELIMIT_PER_ADDRESS": "100000000 per minute",
     "LIST_CACHE_SIZE": "0",
     "SECRET_KEY": secrets.token_urlsafe(32),  # the bench signs a deep cursor with it too
 }

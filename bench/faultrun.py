@@ -140,6 +140,7 @@ def one_run(args: argparse.Namespace, base_url: str, token: str) -> dict:
             "DB_APPLICATION_NAME": application_name,
             "RATELIMIT_DEFAULT": "100000000 per minute",
             "RATELIMIT_WRITES": "100000000 per minute",
+            "RATELIMIT_PER_ADDRESS": "100000000 per minute",
         }
         log_path = Path(tmp) / "gunicorn.log"
         with gunicorn(env, args.workers, log_path) as server:

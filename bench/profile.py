@@ -38,6 +38,7 @@ SERVER_ENV = {
     "LOG_LEVEL": "INFO",  # as deployed and as the bench's servers run: the access log writes a line per request
     "RATELIMIT_DEFAULT": "100000000 per minute",
     "RATELIMIT_WRITES": "100000000 per minute",
+    "RATELIMIT_PER_ADDRESS": "100000000 per minute",
     "LIST_CACHE_SIZE": "0",  # as the bench's servers run: each list request does its work
 }
 

@@ -8,12 +8,15 @@ import os
 import runpy
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -179,7 +182,11 @@ def test_the_image_steps_serve_the_api_like_make_run(tmp_path):
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update(image_env())
     env.update({"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2"})
-    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env['PATH']}"
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env['PATH']}:/usr/sbin"
+    # The image's nginx (FRONT_PROXY=nginx) keeps its socket and pid here; its workers run as
+    # `nobody` when the tests run as root, so the directory must be open to them.
+    env["TMPDIR"] = tempfile.mkdtemp(prefix="dmarket-image-")
+    os.chmod(env["TMPDIR"], 0o755)
     process = subprocess.Popen(["./boot.sh"], cwd=image, env=env, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -187,11 +194,13 @@ def test_the_image_steps_serve_the_api_like_make_run(tmp_path):
         while True:
             try:
                 health = requests.get(f"{url}/health", timeout=2)
-                break
+                if health.status_code != 502:  # nginx answers before gunicorn has bound its socket
+                    break
             except requests.ConnectionError:
-                assert process.poll() is None, process.stderr.read()
-                assert time.monotonic() < deadline, "the container's command did not start serving"
-                time.sleep(0.2)
+                pass
+            assert process.poll() is None, process.stderr.read()
+            assert time.monotonic() < deadline, "the container's command did not start serving"
+            time.sleep(0.2)
         assert health.json() == {"status": "ok"}
         assert requests.get(f"{url}/health/ready", timeout=5).json()["status"] == "ready"
         issuer = LocalIssuer(
@@ -210,6 +219,11 @@ def test_the_image_steps_serve_the_api_like_make_run(tmp_path):
         process.terminate()
         process.wait(timeout=30)
         process.stderr.close()
+        nginx_pid = Path(env["TMPDIR"]) / "dmarket-nginx" / "nginx.pid"
+        if nginx_pid.exists():
+            os.kill(int(nginx_pid.read_text()), signal.SIGQUIT)
+            time.sleep(0.5)
+        shutil.rmtree(env["TMPDIR"], ignore_errors=True)
 
 
 @pytest.mark.slow

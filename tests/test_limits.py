@@ -1,5 +1,6 @@
 """Rate limits: per signed-in user for writes, per IP otherwise; shared through Redis when configured."""
 
+import socket
 import threading
 import time
 import uuid
@@ -152,3 +153,29 @@ def test_in_memory_counters_expire_without_a_thread():
     time.sleep(1.1)
     assert limiter.hit(one_per_second, "ip:1")  # a new window; the sweep dropped ip:2's old one
     assert len(counters.storage) == 1
+
+
+def test_many_accounts_from_one_address_share_its_ceiling(make_app, issuer):
+    client = make_app(RATELIMIT_DEFAULT="3 per minute", RATELIMIT_PER_ADDRESS="5 per minute").test_client()
+    office, home = {"REMOTE_ADDR": "198.51.100.7"}, {"REMOTE_ADDR": "198.51.100.8"}
+    tokens = [bearer(issuer.token(f"auth0|nat{i}", email=f"nat{i}@example.com")) for i in range(4)]
+    statuses = [client.get("/me", headers=headers, environ_base=office).status_code for headers in tokens * 2]
+    assert statuses == [200] * 5 + [429] * 3  # 4 accounts x 3 would be 12; the address allows 5
+    refused = client.get("/me", headers=tokens[0], environ_base=office)
+    assert refused.status_code == 429 and refused.json["code"] == "rate_limited"
+    assert refused.headers["X-RateLimit-Limit"] == "5"
+    assert client.get("/me", headers=tokens[3], environ_base=home).status_code == 200  # another address: its own
+
+
+def test_a_redis_that_never_answers_counts_as_down_within_its_timeout(make_app):
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers: a paused Redis
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        uri = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        app = make_app(RATELIMIT_STORAGE_URI=uri, REDIS_TIMEOUT_MS="100")
+        started = time.monotonic()
+        assert app.test_client().get("/products").status_code == 200
+        took = time.monotonic() - started
+    assert 0.1 <= took < 0.5  # one wait of 100 ms, no retries with backoff
+    # ...after which it is counted in memory for a while, without asking Redis again.
+    assert app.extensions["dmarket.limiter"].storage_down_until > time.monotonic()

@@ -168,3 +168,16 @@ def test_counts_from_every_gunicorn_worker_add_up(app, settings, user_headers):
         assert value(each, "dmarket_jwks_fetches_total") == 1
         assert value(each, "dmarket_db_pool_connections_in_use") == 0
         assert value(each, "dmarket_build_info", version=__version__) == 1.0
+
+
+def test_made_up_methods_share_one_label_value(metered):
+    before = scrape(metered)
+    for method in ("XQWERTY", "XQWERTZ", "BREW", "PROPFIND"):
+        assert metered.open("/products", method=method).status_code == 405
+    after = scrape(metered)
+    methods = {dict(labels).get("method") for (name, labels) in after if name == "dmarket_http_requests_total"}
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    moved = value(after, "dmarket_http_requests_total", route="<unmatched>", method="other", status="405") - value(
+        before, "dmarket_http_requests_total", route="<unmatched>", method="other", status="405"
+    )
+    assert moved == 4

@@ -867,6 +867,16 @@ class TestListCache:
             assert client.get("/products").status_code == 200
         assert len(statements) == 1 and "FROM products" in statements[0]  # the page itself, every time
 
+    def test_long_answers_are_bounded_in_bytes(self, make_app):
+        app = make_app(LIST_CACHE_SIZE="256", LIST_CACHE_MB="1")
+        seed(app, *({"name": f"Lamp {i}", "description": "x" * 2000} for i in range(10)))
+        client = app.test_client()
+        pages = app.extensions["dmarket.list_pages"]
+        for per_page in range(10, 100):  # 90 distinct queries of ~20 KB answers: ~1.8 MB together
+            assert len(client.get(f"/products?q=lamp&per_page={per_page}").json) == 10
+        assert 1 << 19 < pages.bytes <= 1 << 20 and len(pages._entries) < 90
+        assert pages.bytes == sum(cost for _, cost in pages._entries.values())
+
 
 class TestConditionalGet:
     """If-None-Match on reads: 304 while the answer is the same, the full answer once anything changed."""

@@ -36,11 +36,13 @@ bp = APIBlueprint(
     abp_tags=[Tag(name="products", description="The marketplace's products")],
     abp_responses={422: ErrorOut, 500: ErrorOut, 503: ErrorOut},
 )
-# Each process keeps the latest list answers by ETag (LIST_CACHE_SIZE): the SPA's first page is
-# read far more often than products change, and any change moves every list's tag.
+# Each process keeps the latest list answers by ETag (LIST_CACHE_SIZE entries, LIST_CACHE_MB): the
+# SPA's first page is read far more often than products change, and any change moves every list's tag.
 PAGES = "dmarket.list_pages"
 bp.record_once(
-    lambda state: state.app.extensions.setdefault(PAGES, Representations(state.app.config["LIST_CACHE_SIZE"]))
+    lambda state: state.app.extensions.setdefault(
+        PAGES, Representations(state.app.config["LIST_CACHE_SIZE"], state.app.config["LIST_CACHE_MB"] << 20)
+    )
 )
 
 
@@ -80,7 +82,7 @@ def list_products(query: ProductQuery):
         page = products.list_products(**params)
         cached = replace(page, items=[]), ProductList.model_validate(as_dicts(page.items)).model_dump_json()
         if page.etag:
-            pages.put(page.etag, cached)
+            pages.put(page.etag, cached, cached[1])
     page, body = cached
     headers = {"Link": pagination_links(page)}
     if page.total is not None:

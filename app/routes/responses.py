@@ -1,5 +1,6 @@
 """Small helpers the route modules share for building responses."""
 
+import sys
 import threading
 from collections import OrderedDict
 from urllib.parse import quote
@@ -106,15 +107,22 @@ def pagination_links(page) -> str:
 
 
 class Representations:
-    """Serialised answers by their strong ETag, per process: a bounded LRU, safe across threads.
+    """Serialised answers by their strong ETag, per process: an LRU bounded in entries and in bytes,
+    safe across threads.
 
     A strong tag names exactly one body (for a listing: the query, the serialisation's version
     and the products table's change counter), so a hit is the answer the database would give
-    now, without reading or serialising its rows again.
+    now, without reading or serialising its rows again. Bodies are counted by the memory their
+    text takes; one larger than an eighth of the budget is not kept, so a few long answers
+    cannot push out every short one.
     """
 
-    def __init__(self, size: int):
-        self.size = size
+    ENTRY_OVERHEAD = 600  # roughly the tag, the page's other fields and the entry's slot
+
+    def __init__(self, size: int, max_bytes: int = 8 * 1024 * 1024):
+        self.size = size if max_bytes > 0 else 0
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._entries: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
@@ -123,13 +131,18 @@ class Representations:
             entry = self._entries.get(etag)
             if entry is not None:
                 self._entries.move_to_end(etag)
-            return entry
+                return entry[0]
+            return None
 
-    def put(self, etag: str, entry) -> None:
-        if self.size <= 0:
+    def put(self, etag: str, entry, body: str) -> None:
+        cost = sys.getsizeof(body) + self.ENTRY_OVERHEAD
+        if self.size <= 0 or cost * 8 > self.max_bytes:
             return
         with self._lock:
-            self._entries[etag] = entry
-            self._entries.move_to_end(etag)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            previous = self._entries.pop(etag, None)
+            if previous is not None:
+                self.bytes -= previous[1]
+            self._entries[etag] = (entry, cost)
+            self.bytes += cost
+            while len(self._entries) > self.size or self.bytes > self.max_bytes:
+                self.bytes -= self._entries.popitem(last=False)[1][1]

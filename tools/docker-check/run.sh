@@ -8,12 +8,13 @@
 # dockerd (own socket/data under /tmp, no iptables, no NAT, no ip_forward change), builds a
 # STAND-IN for python:3.11-slim with debootstrap (Debian bookworm's python3 3.11), builds the
 # project's Dockerfile unchanged, runs it, checks it, and stops everything it started. Then it
-# builds stand-ins for postgres:15 and redis:7 (Debian's packages) and checks compose.yaml.
+# builds stand-ins for postgres:15, redis:7 and nginx:1.26 (Debian's packages) and checks compose.yaml.
 #
 # Env knobs: WORK (default /tmp/dockercheck), SRC (clone of HEAD, default /tmp/docker-api),
 #   MIRROR (default http://deb.debian.org/debian), PG_HOST/PG_PORT/PG_USER (default
 #   127.0.0.1/5432/postgres, trust auth), PG_DB (default dockertest, dropped and recreated),
-#   KEEP=1 (leave dockerd, images and the database in place), REBUILD_BASE=1, SKIP_COMPOSE=1.
+#   KEEP=1 (leave dockerd, images and the database in place), REBUILD_BASE=1, SKIP_COMPOSE=1,
+#   BRIDGE_IP (default 172.31.250.1/24).
 set -uo pipefail
 
 PROJECT=$(cd "${1:-.}" && pwd)
@@ -78,7 +79,7 @@ else
     dockerd --host "$DOCKER_HOST" --data-root "$WORK/data" --exec-root "$WORK/exec" \
         --pidfile "$WORK/dockerd.pid" --storage-driver overlay2 \
         --iptables=false --ip6tables=false --ip-forward=false --ip-masq=false \
-        --bip 172.31.250.1/24 >"$WORK/dockerd.log" 2>&1 &
+        --bip "${BRIDGE_IP:-172.31.250.1/24}" >"$WORK/dockerd.log" 2>&1 &
     DOCKERD_PID=$!
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
     docker info >/dev/null 2>&1 || { tail -20 "$WORK/dockerd.log"; fail "dockerd did not start"; exit 1; }
@@ -141,7 +142,8 @@ check "GET /openapi/ 200 html" http_is "$B/openapi/" 200 text/html
 check "GET /openapi/openapi.json 200 json" http_is "$B/openapi/openapi.json" 200 application/json
 check "GET /openapi/swagger/js/swagger-ui-bundle.js 200" http_is "$B/openapi/swagger/js/swagger-ui-bundle.js" 200
 hdrs=$(curl -sS -m 10 -D - -o /dev/null "$B/products")
-check "no Server header (gunicorn banner dropped)" bash -c "! grep -qi '^server:' <<<'$hdrs'"
+check "no gunicorn banner, no version in Server ($(grep -i '^server:' <<<"$hdrs" | tr -d '\r'))" \
+    bash -c "! grep -qiE '^server:.*(gunicorn|[0-9])' <<<'$hdrs'"
 for _ in 1 2 3; do curl -sS -m 5 -o /dev/null "$B/health"; curl -sS -m 5 -o /dev/null "$B/health/ready"; done
 sleep 0.5
 check "health probes are not in the access log (at DEBUG), /products is" \
@@ -154,6 +156,10 @@ check "HOME is writable: $(docker exec "$A" sh -c 'echo $HOME')" docker exec "$A
 ID=$(docker exec "$A" id); say "      docker exec id: $ID"
 check "container user is not root" test "$(docker exec "$A" id -u)" != 0
 check "PID 1 is gunicorn (boot.sh exec'd it)" grep -q gunicorn <(docker exec "$A" cat /proc/1/cmdline)
+check "nginx in front of gunicorn: $(docker exec "$A" sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\0" " " | grep -o "nginx: master[^/]*" | head -1')" \
+    bash -c "docker exec $A sh -c 'cat /proc/[0-9]*/cmdline' 2>/dev/null | tr '\0' ' ' | grep -q 'nginx: master'"
+check "150 slow connections through -p $P: a normal client still answered" python3 "$HERE/abuse.py" slow "$P"
+check "errors answered before the app (414, 431) are JSON" python3 "$HERE/abuse.py" errors "$P"
 check "migrations ran at start (log)" grep -q 'Running upgrade .* -> ' <(docker logs "$A" 2>&1)
 check "flask db current is head" grep -q '(head)' <(docker exec "$A" flask db current 2>/dev/null)
 TOKEN=$(docker exec "$A" flask auth token you@example.com 2>/dev/null | tail -1)
@@ -178,7 +184,7 @@ check "docker stop (idle): ${STOP_S}s, exit $EXIT, gunicorn 'Shutting down: Mast
     bash -c "[[ $EXIT == 0 ]] && docker logs $A 2>&1 | grep -q 'Shutting down: Master'"
 
 # --- 5. docker stop with a request in flight (slow client holds a sync worker) ---------------
-say "--- run B: docker stop (Docker's default 10 s) while a client holds a worker"
+say "--- run B: docker stop (Docker's default 10 s) while a slow client holds a connection"
 C=$(docker run -d -p "$P:5000" "$IMAGE"); STARTED+=("$C"); wait_http "$B/health"
 python3 -c "import socket,time; s=socket.create_connection(('127.0.0.1',$P)); s.sendall(b'GET /products HTTP/1.1\r\nHost: x\r\n'); time.sleep(60)" &
 SLOWPID=$!; sleep 1
