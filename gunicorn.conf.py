@@ -148,6 +148,18 @@ def post_worker_init(worker):
         wsgi.Response.default_headers = without_server
 
 
+# What gunicorn's own refusals say: a fixed sentence, never its message, which quotes the request
+# (the request line, a header's name); gunicorn logs that message with the client's address.
+ERROR_MESSAGES = {
+    400: "The request could not be read.",
+    403: "The request is forbidden.",
+    414: "The request URI is too long.",
+    417: "The expectation cannot be met.",
+    431: "A request header is too large.",
+    501: "The request's transfer coding is not supported.",
+}
+
+
 def write_json_error(sock, status_int, reason, mesg):
     """gunicorn.util.write_error, with the API's error body `{"code", "message"}`."""
     import json
@@ -156,8 +168,8 @@ def write_json_error(sock, status_int, reason, mesg):
 
     from app.errors import code_for
 
-    message = mesg or ("An unexpected error occurred; it has been logged." if status_int >= 500 else reason)
-    body = json.dumps({"code": code_for(status_int), "message": message}).encode()
+    fallback = "An unexpected error occurred; it has been logged." if status_int >= 500 else f"{reason}."
+    body = json.dumps({"code": code_for(status_int), "message": ERROR_MESSAGES.get(status_int, fallback)}).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"

@@ -4,6 +4,7 @@ No Docker engine runs here, so the image is checked by reading its Dockerfile an
 running the same steps outside Docker: the files it copies, its environment, its boot.sh.
 """
 
+import json
 import os
 import runpy
 import shlex
@@ -248,6 +249,29 @@ def test_gunicorn_leaves_forwarded_scheme_headers_to_trusted_proxies(app, settin
         # The app's ProxyFix reads X-Forwarded-Proto only; gunicorn's other scheme headers stay ignored.
         listing = requests.get(f"{server.url}/products", headers={"X-Forwarded-Ssl": "on"}, timeout=5)
         assert "Strict-Transport-Security" not in listing.headers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GET /<script>echoed</script> HTTP/1.1 trailing\r\n\r\n", 400, "bad_request"),
+        (b"GET /products HTTP/1.1\r\nHost: x\r\nX-<script>echoed: 1\r\n\r\n", 400, "bad_request"),
+        (b"GET /products?q=" + b"echoed" * 1000 + b" HTTP/1.1\r\n\r\n", 414, "uri_too_long"),
+    ],
+)
+def test_gunicorns_own_refusals_are_json_and_never_quote_the_request(settings, request_bytes, status, code):
+    """Served directly (`make serve`, FRONT_PROXY=none), gunicorn refuses these before the app sees them."""
+    with LiveServer(settings, workers=1) as server, socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+        sock.sendall(request_bytes)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == str(status).encode(), answer[:300]
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body)["code"] == code
+    assert b"echoed" not in body and b"<script>" not in body
 
 
 @pytest.mark.slow
