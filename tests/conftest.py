@@ -3,6 +3,7 @@ with the reason, except under CI=true, where .ci/run starts the services and a m
 
 import os
 from functools import cache
+from pathlib import Path
 
 import pytest
 import redis
@@ -86,9 +87,14 @@ def database_url(tmp_path):
 @pytest.fixture
 def settings(tmp_path, issuer, database_url) -> dict[str, str]:
     """The test app's environment: also what live gunicorn servers of a test are started with."""
+    return app_settings(issuer, tmp_path, database_url)
+
+
+def app_settings(issuer, tmp: Path, database_url: str) -> dict[str, str]:
+    """Auth0 mode against the suite's issuer, the instance folder and database given."""
     return {
         "APP_ENV": "testing",
-        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "INSTANCE_PATH": str(tmp / "instance"),
         "SECRET_KEY": "test-secret-key-that-is-long-enough-0123",
         "DATABASE_URL": database_url,
         "AUTH_MODE": "auth0",

@@ -23,10 +23,9 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import service_missing
+from tests.conftest import app_settings, service_missing
 from tests.databases import postgres_base_url
 from tests.factories import bearer
-from tests.issuer import ADMIN_CLAIM, AUDIENCE, CLIENT_ID, CLIENT_SECRET
 from tests.live import ROOT, free_port
 
 pytestmark = pytest.mark.skipif(bool(postgres_base_url()), reason="serving layers only: run in the SQLite pass")
@@ -148,21 +147,7 @@ class PrivateRedis:
 
 
 def shipped_env(issuer, tmp: Path, **overrides) -> dict:
-    return {
-        "APP_ENV": "testing",
-        "INSTANCE_PATH": str(tmp / "instance"),
-        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123",
-        "DATABASE_URL": f"sqlite:///{tmp / 'abuse.sqlite3'}",
-        "AUTH_MODE": "auth0",
-        "AUTH0_ISSUER": issuer.url,
-        "API_AUDIENCE": AUDIENCE,
-        "CLIENT_ID": CLIENT_ID,
-        "CLIENT_SECRET": CLIENT_SECRET,
-        "ADMIN_CLAIM": ADMIN_CLAIM,
-        "HTTP_TIMEOUT": "2",
-        "LOG_LEVEL": "WARNING",
-        **overrides,
-    }
+    return {**app_settings(issuer, tmp, f"sqlite:///{tmp / 'abuse.sqlite3'}"), **overrides}
 
 
 @pytest.fixture(scope="module")
