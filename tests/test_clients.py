@@ -3,11 +3,14 @@
 From /openapi/openapi.json served by a live server: the Python client (openapi-python-client,
 checked by `mypy --strict`) and the TypeScript types and client (openapi-typescript +
 openapi-fetch, checked by `tsc --strict`) each run one flow (tests/clients/flow.py, flow.mts)
-against that server; Redocly's recommended rules lint the same document. The tools are pinned in
+against that server; Redocly's recommended rules lint the same document, and ajv (JSON Schema
+2020-12, strict mode: tests/clients/ajv.mjs) compiles every schema in it and validates its examples,
+every cent price and the admin target's variants. The tools are pinned in
 tests/clients (requirements.txt, package-lock.json) and installed there on first use (git-ignored).
 They need no database of their own: these tests run in the SQLite pass only.
 """
 
+import copy
 import filecmp
 import json
 import os
@@ -136,3 +139,52 @@ def test_the_validators_command_line_loads_the_served_file(live):
     """openapi-spec-validator's command line reads the file as YAML: surrogate escapes stopped it."""
     _, document, _, _ = live
     assert run(sys.executable, "-m", "openapi_spec_validator", document).strip().endswith(": OK")
+
+
+def ajv(document: Path) -> tuple[int, dict]:
+    """tests/clients/ajv.mjs on a document: its exit code and its summary (schemas, examples, prices, failures)."""
+    result = subprocess.run(
+        ["node", CLIENTS / "ajv.mjs", document], cwd=CLIENTS, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert result.stdout.startswith("{"), result.stderr[-6000:]
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("mode", DOCUMENTS)
+def test_ajv_compiles_every_schema_strictly_and_accepts_every_cent_price(node_tools, mode, tmp_path):
+    document = tmp_path / "openapi.json"
+    document.write_text(json.dumps(DOCUMENTS[mode]))
+    returncode, summary = ajv(document)
+    assert summary["failures"] == [] and returncode == 0, json.dumps(summary["failures"], indent=1)[:6000]
+    assert summary["schemas"] >= 100 and summary["examples"] >= 5
+    assert {form: price["rejected"] for form, price in summary["prices"].items()} == {
+        f"{body} {form}": 0 for body in ("ProductIn", "ProductUpdate") for form in ("number", "fixed", "shortest")
+    }
+
+
+def test_ajv_takes_a_product_with_a_user_id_as_the_server_does(node_tools, live):
+    """The served document: ajv accepts the ProductIn example plus `user_id`; the server ignores that field."""
+    url, document, user, _ = live
+    returncode, summary = ajv(document)
+    assert summary["failures"] == [] and returncode == 0, json.dumps(summary["failures"], indent=1)[:6000]
+    body = {**DOCUMENTS["auth0"]["components"]["schemas"]["ProductIn"]["example"], "user_id": "auth0|mallory"}
+    response = requests.post(f"{url}/products", json=body, headers={"Authorization": f"Bearer {user}"}, timeout=10)
+    assert response.status_code == 201 and response.json()["user_id"] == "auth0|alice", response.text
+
+
+def test_ajv_reports_the_cent_prices_a_float_multiple_of_refuses(node_tools, tmp_path):
+    """The document as it was before issue 24 (`multipleOf: 0.01`), plus a keyword strict mode must refuse."""
+    spec = copy.deepcopy(DOCUMENTS["auth0"])
+    for body in ("ProductIn", "ProductUpdate"):
+        spec["components"]["schemas"][body]["properties"]["price"]["anyOf"][0]["multipleOf"] = 0.01
+    spec["components"]["schemas"]["ErrorOut"]["maxlength"] = 64  # misspelt: ajv ignores it outside strict mode
+    document = tmp_path / "openapi.json"
+    document.write_text(json.dumps(spec))
+    returncode, summary = ajv(document)
+    assert returncode == 1
+    rejected = {(f["pointer"], f["rejected"], tuple(f["first"][:1])) for f in summary["failures"] if "rejected" in f}
+    assert rejected == {
+        (f"/components/schemas/{body}/properties/price", 11_426, (0.07,)) for body in ("ProductIn", "ProductUpdate")
+    }
+    misspelt = {"pointer": "/components/schemas/ErrorOut", "error": 'strict mode: unknown keyword: "maxlength"'}
+    assert misspelt in summary["failures"]
