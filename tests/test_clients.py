@@ -74,7 +74,7 @@ def python_tools() -> Path:
 def node_tools() -> Path:
     """tests/clients/node_modules from package-lock.json (`npm ci`), again only when the lock file changed."""
     if shutil.which("node") is None or shutil.which("npm") is None:
-        service_missing("node and npm are not installed: the TypeScript client and Redocly checks need them")
+        service_missing("node and npm are not installed: the TypeScript client, Redocly and ajv checks need them")
     stamp = CLIENTS / "node_modules" / ".dmarket-lock.json"
     if not (stamp.exists() and filecmp.cmp(stamp, CLIENTS / "package-lock.json", shallow=False)):
         run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
