@@ -52,13 +52,7 @@ class LiveServer:
         raise RuntimeError("gunicorn did not start in time")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         if self.process and self.process.stderr:
             self.process.stderr.close()
 
@@ -67,3 +61,14 @@ class LiveServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def terminate(process: subprocess.Popen | None, timeout: float = 15) -> None:
+    """SIGTERM (gunicorn's graceful stop), then SIGKILL if it is still running after `timeout`."""
+    if process and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

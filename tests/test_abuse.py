@@ -26,7 +26,7 @@ import requests
 from tests.conftest import app_settings, service_missing
 from tests.databases import postgres_base_url
 from tests.factories import bearer
-from tests.live import ROOT, free_port
+from tests.live import ROOT, free_port, terminate
 
 pytestmark = pytest.mark.skipif(bool(postgres_base_url()), reason="serving layers only: run in the SQLite pass")
 # What docs/deployment.md promises each worker stays under, whatever clients send.
@@ -100,13 +100,7 @@ class ShippedServer:
         return worker_rss_mb(self.process.pid)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         pid_file = self.run_dir / "nginx.pid"
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), signal.SIGQUIT)
