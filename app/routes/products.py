@@ -84,7 +84,7 @@ def list_products(query: ProductQuery):
         if page.etag:
             pages.put(page.etag, cached, cached[1])
     page, body = cached
-    headers = {"Link": pagination_links(page)}
+    headers = {"Link": pagination_links(page, query)}
     if page.total is not None:
         headers["X-Total-Count"] = str(page.total)
     if page.truncated:

@@ -6,6 +6,7 @@ from collections import OrderedDict
 from urllib.parse import quote
 
 from flask import Flask, json, request
+from pydantic import BaseModel
 
 from app.schemas.common import ErrorOut
 
@@ -61,25 +62,32 @@ def with_validator(response, etag: str | None):
     return response
 
 
-def pagination_links(page) -> str:
-    """RFC 8288 Link header: first, prev, next and last pages (or first and next cursor), keeping other args.
+# The most a Link header may take: with the other headers an answer stays far inside the proxies'
+# header buffers (nginx/client-limits.conf's proxy_buffer_size; HAProxy's default is 16 KB).
+LINK_MAX_BYTES = 8192
+_LINK_PRIORITY = ("next", "prev", "first", "last")
 
-    The other arguments keep their order and encoding; `per_page` and `page` take their place
-    (or come last), and a cursor link drops `page` and ends with the cursor.
+
+def pagination_links(page, query: BaseModel) -> str:
+    """RFC 8288 Link header: first, prev, next and last pages (or first and next cursor), keeping the filters.
+
+    Built from the validated query, never from the query string: each parameter the client set
+    appears once, with the value the API used, in the order it was sent; `per_page` and `page`
+    take their place (or come last), and a cursor link drops `page` and ends with the cursor. A
+    value percent-encodes to at most 12 bytes a character, so with the longest filters the
+    header keeps the relations that fit LINK_MAX_BYTES, `next` first.
     """
+    values = query.model_dump(include=query.model_fields_set)
     parts, page_at = [], None
-    for key, values in request.args.lists():
-        if key == "cursor":
+    for key in dict.fromkeys(request.args):
+        if key not in values or key == "cursor":
             continue
-        if key == "per_page":
-            parts.append(f"per_page={page.per_page}")
-        elif key == "page":
+        if key == "page":
             page_at = len(parts)
             parts.append("")
         else:
-            name = quote(key, safe="")
-            parts.extend(f"{name}={quote(value, safe='')}" for value in values)
-    if "per_page" not in request.args:
+            parts.append(f"{key}={quote(str(values[key]), safe='')}")
+    if "per_page" not in values:
         parts.append(f"per_page={page.per_page}")
     if page_at is None:
         page_at = len(parts)
@@ -91,19 +99,23 @@ def pagination_links(page) -> str:
         parts[page_at] = f"page={number}"
         return f'<{base}?{"&".join(parts)}>; rel="{rel}"'
 
+    links = {"first": link(1, "first")}
     if page.total is None:
-        links = [link(1, "first")]
         if page.next_cursor:
-            query = parts[:page_at] + parts[page_at + 1 :] + [f"cursor={quote(page.next_cursor, safe='')}"]
-            links.append(f'<{base}?{"&".join(query)}>; rel="next"')
-        return ", ".join(links)
-    links = [link(1, "first")]
-    if page.page > 1:
-        links.append(link(min(page.page - 1, page.last_page), "prev"))
-    if page.page < page.last_page:
-        links.append(link(page.page + 1, "next"))
-    links.append(link(page.last_page, "last"))
-    return ", ".join(links)
+            query_parts = parts[:page_at] + parts[page_at + 1 :] + [f"cursor={quote(page.next_cursor, safe='')}"]
+            links["next"] = f'<{base}?{"&".join(query_parts)}>; rel="next"'
+    else:
+        if page.page > 1:
+            links["prev"] = link(min(page.page - 1, page.last_page), "prev")
+        if page.page < page.last_page:
+            links["next"] = link(page.page + 1, "next")
+        links["last"] = link(page.last_page, "last")
+    kept, size = set(), 0
+    for rel in _LINK_PRIORITY:
+        if rel in links and size + len(links[rel]) + 2 <= LINK_MAX_BYTES:
+            kept.add(rel)
+            size += len(links[rel]) + 2
+    return ", ".join(text for rel, text in links.items() if rel in kept)
 
 
 class Representations:

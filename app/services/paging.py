@@ -51,6 +51,7 @@ def encode_cursor(sort: str, value: Any, row_id: int) -> str:
     raw = json.dumps(
         {"s": sort, "v": value.isoformat() if isinstance(value, datetime) else str(value), "id": row_id},
         separators=(",", ":"),
+        ensure_ascii=False,  # UTF-8, not \uXXXX escapes: a name of 64 emoji stays under CURSOR_MAX_LENGTH
     )
     payload = base64.urlsafe_b64encode(raw.encode()).rstrip(b"=")
     return _signer().sign(payload).decode()
