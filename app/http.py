@@ -1,8 +1,10 @@
 """Request plumbing: request ids, the access log, security headers, exact JSON numbers, the body guard."""
 
 import base64
+import functools
 import hashlib
 import inspect
+import ipaddress
 import json
 import logging
 import os
@@ -13,6 +15,7 @@ from decimal import Decimal
 from flask import Flask, Request, current_app, g, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import ClosingIterator
 
 from app.errors import ApiError, UnsupportedMediaType, ValidationFailed
 
@@ -67,6 +70,81 @@ class ApiRequest(Request):
     @json_module.setter
     def json_module(self, _value):
         pass
+
+
+class TrustedProxies(ProxyFix):
+    """ProxyFix reading the last N hops of X-Forwarded-* by their commas, as our proxies append them.
+
+    Werkzeug parses the header as a quoted list, so a client's stray `"` before what our proxies
+    appended empties the whole list, and the client's address with it. Each proxy only appends
+    `, value`, so the last N comma-separated entries are ours whatever came before them. With
+    fewer entries than proxies (a hop that sets rather than appends), the leftmost is the farthest
+    one a proxy of ours wrote. What is not an address (or a scheme) is never taken: the nearest
+    hop's address stands in for it.
+    """
+
+    def _entries(self, trusted: int, value: str | None) -> list[str]:
+        """Our proxies' entries, farthest first."""
+        if not (trusted and value):
+            return []
+        entries = [entry.strip() for entry in value.rsplit(",", trusted)]
+        return entries[-trusted:] if len(entries) > trusted else entries
+
+    def _get_real_value(self, trusted: int, value: str | None) -> str | None:
+        entries = self._entries(trusted, value)
+        return entries[0] if entries else None
+
+    def __call__(self, environ, start_response):
+        hops = self._entries(self.x_for, environ.get("HTTP_X_FORWARDED_FOR"))
+        if hops and not _is_address(hops[0]):
+            nearest = next((hop for hop in hops if _is_address(hop)), None)
+            if nearest is None:
+                environ.pop("HTTP_X_FORWARDED_FOR")
+            else:
+                environ["HTTP_X_FORWARDED_FOR"] = nearest
+        if self._get_real_value(self.x_proto, environ.get("HTTP_X_FORWARDED_PROTO")) not in (None, "http", "https"):
+            environ.pop("HTTP_X_FORWARDED_PROTO")
+        return super().__call__(environ, start_response)
+
+
+# nginx's client_max_body_size (nginx/client-limits.conf): no proxy of ours sends a larger body.
+DRAIN_MAX_BYTES = 1 << 20
+
+
+class DrainedBodies:
+    """WSGI middleware: what is left of a request body is read before the connection closes.
+
+    A refusal (401, 413, 415) comes before the body is read, and gunicorn then closes the
+    connection with the rest unread: a proxy still writing it meets a broken pipe and answers
+    502 instead of our status. Reading the rest lets it finish writing and read our answer.
+    Only where the server ends the body itself (gunicorn's `wsgi.input_terminated`), up to
+    DRAIN_MAX_BYTES: a larger body is never read for nothing.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        answer = self.app(environ, start_response)
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        has_body = chunked or environ.get("CONTENT_LENGTH", "") not in ("", "0")
+        if not (has_body and environ.get("wsgi.input_terminated")):
+            return answer
+        return ClosingIterator(answer, functools.partial(_drain, environ["wsgi.input"]))
+
+
+def _drain(stream) -> None:
+    left = DRAIN_MAX_BYTES
+    while left > 0 and (chunk := stream.read(min(left, 65536))):
+        left -= len(chunk)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def public_url(endpoint: str, **values) -> str:
@@ -190,10 +268,11 @@ def _security_headers(response) -> None:
 
 def register_request_hooks(app: Flask) -> None:
     app.request_class = ApiRequest
+    app.wsgi_app = DrainedBodies(app.wsgi_app)
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:
         # Only the last N hops are ours: X-Forwarded-* beyond them could be forged by the client.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
+        app.wsgi_app = TrustedProxies(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
     app.before_request(_start_request)
     app.after_request(_finish_request)
 
