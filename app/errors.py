@@ -20,7 +20,9 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
+    411: "length_required",
     412: "precondition_failed",
     413: "payload_too_large",
     414: "uri_too_long",
@@ -30,7 +32,11 @@ _CODES = {
     429: "rate_limited",
     431: "headers_too_large",
     500: "internal_error",
+    501: "not_implemented",
+    502: "bad_gateway",
     503: "service_unavailable",
+    504: "gateway_timeout",
+    505: "http_version_not_supported",
 }
 # Headers describing the HTML body that Werkzeug built; ours replaces it.
 _BODY_HEADERS = {"content-type", "content-length"}
