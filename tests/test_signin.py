@@ -74,6 +74,20 @@ class TestLogin:
         assert response.status_code == 501
         assert response.json["code"] == "sign_in_not_configured"
 
+    def test_opening_login_again_and_again_keeps_the_cookie_small_and_the_newest_attempt_works(self, app, client):
+        """Each attempt's state stayed in the cookie: past a dozen the browser would drop it, and sign-in with it."""
+        for _ in range(19):  # RATELIMIT_LOGIN: 20 a minute, the callback included
+            authorize_url, _ = start(client, next_path="/products?q=" + "\U0001f4a1" * 60)
+        cookie = client.get_cookie("dmarket_session").value
+        assert len(cookie) < 2048
+        assert [key for key in cookie_payload(cookie) if key.startswith("_state_")] != []
+        response = client.get(provider_answer(authorize_url))
+        assert response.status_code == 302 and response.headers["Location"].startswith("/products?q=")
+        assert [user.user_id for user in users_in(app)] == ["auth0|alice"]
+
+    def test_a_next_too_long_for_the_cookie_returns_home(self, client):
+        assert sign_in(client, next_path="/products?q=" + "\U0001f4a1" * 100).headers["Location"] == "/"
+
     def test_provider_down_is_503(self, client, issuer):
         issuer.mode = "error"
         response = client.get("/login")

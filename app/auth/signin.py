@@ -7,7 +7,7 @@ so the browser (and Swagger UI) can then call the API without handling tokens.
 
 import logging
 import re
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import requests
 from authlib.common.errors import AuthlibBaseError
@@ -50,9 +50,16 @@ class CallbackQuery(RequestModel):
     error_description: str | None = Field(default=None, max_length=2000, json_schema_extra=drop_default)
 
 
+# What `next` may take of the sign-in cookie, once its non-ASCII characters are escaped (up to 12 bytes
+# each): browsers drop a cookie past 4 KB, and the sign-in with it.
+NEXT_MAX_BYTES = 1024
+
+
 def safe_next(value: str | None) -> str:
     """Only a path on this site: anything absolute or scheme-relative would be an open redirect."""
     if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return "/"
+    if len(quote(value, safe="/?&=%")) > NEXT_MAX_BYTES:
         return "/"
     if any(ord(ch) < 32 or ch == "\\" for ch in value):
         return "/"
@@ -108,6 +115,10 @@ def login(query: LoginQuery):
     target = safe_next(query.next)
     if unavailable := _provider_unavailable():
         return unavailable
+    # Authlib keeps each attempt's state in the cookie: only the newest one can finish, and the
+    # cookie stays under the 4 KB browsers keep however often /login is opened.
+    for pending in [key for key in session if key.startswith("_state_")]:
+        del session[pending]
     try:
         response = provider.authorize_redirect(_callback_url(), **_resource_params())
     except (requests.RequestException, ValueError) as exc:
