@@ -2,13 +2,15 @@
 
 import json
 from decimal import Decimal
+from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from app.extensions import db
 from app.models import Product
+from tests.factories import make_product
 
 PROPERTY_SETTINGS = settings(
     max_examples=75, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
@@ -109,3 +111,61 @@ def test_any_invalid_product_is_422_and_writes_nothing(app, client, user_headers
     assert response.status_code == 422, (changes, response.get_data(as_text=True))
     assert response.json["code"] == "validation_error"
     assert count(app) == before
+
+
+# Whatever a client sends, an answer's headers stay within what every proxy in front buffers
+# (nginx/client-limits.conf: 16 KB): nothing the client sends is copied into them unbounded.
+RESPONSE_HEADER_BUDGET = 12 * 1024
+GUNICORN_REQUEST_LINE = 4094  # gunicorn's limit_request_line: no longer request reaches the app
+ascii_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=300)
+query_items = st.lists(
+    st.tuples(
+        st.sampled_from(["q", "user_id", "sort", "page", "per_page", "cursor", "next", "x"]),
+        st.text(st.characters(blacklist_categories=("Cs",)), max_size=300) | st.sampled_from(["-name", "2", "1"]),
+    ),
+    max_size=30,
+)
+client_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "X-Request-ID": ascii_text,
+        "Origin": st.sampled_from(["http://localhost:3000", "https://evil.example"]) | ascii_text,
+        "If-None-Match": ascii_text,
+        "Access-Control-Request-Method": st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+        "Access-Control-Request-Headers": ascii_text,
+        "X-Forwarded-For": ascii_text,
+    },
+)
+
+
+@given(
+    target=st.sampled_from([("GET", "/products"), ("OPTIONS", "/products"), ("GET", "/products/1"), ("GET", "/login")]),
+    items=query_items,
+    headers=client_headers,
+)
+@PROPERTY_SETTINGS
+def test_no_query_or_header_grows_an_answers_headers_past_the_budget(app, client, target, items, headers):
+    method, path = target
+    query = urlencode(items)
+    assume(len(f"{method} {path}?{query} HTTP/1.1") <= GUNICORN_REQUEST_LINE)
+    if count(app) == 0:
+        with app.app_context():
+            for i in range(3):
+                make_product("auth0|seed", name=f"P{i}")
+    response = client.open(f"{path}?{query}", method=method, headers=headers)
+    assert response.status_code < 500
+    assert sum(len(name) + len(value) + 4 for name, value in response.headers.items()) <= RESPONSE_HEADER_BUDGET
+
+
+def test_the_longest_link_header_keeps_next_within_its_budget(app, client):
+    """A 200-character search of four-byte characters percent-encodes to ~2,400 bytes: four links ~10 KB."""
+    term = "abc" + "\U0001f4a1" * 197
+    with app.app_context():
+        for _ in range(3):
+            make_product("auth0|\U0001f4a1", description=term)
+    query = {"q": term, "user_id": "auth0|\U0001f4a1", "per_page": 1, "page": 2}
+    response = client.get("/products", query_string=query)
+    assert response.status_code == 200 and len(response.json) == 1
+    links = response.headers["Link"]
+    assert len(links) <= 8192
+    assert 'rel="next"' in links and 'rel="prev"' in links and 'rel="last"' not in links
