@@ -322,6 +322,16 @@ class TestCursors:
         assert f"cursor={cursor}" not in second.headers["Link"]
         assert 'rel="next"' in second.headers["Link"] and "q=lamp" in second.headers["Link"]
 
+    def test_a_cursor_after_the_longest_non_ascii_name_can_be_sent_back(self, app, client):
+        """64 four-byte characters: as \\u escapes the cursor took ~1,100 characters, past what it may be."""
+        seed(app, {"name": "\U0001f4a1" * 64}, {"name": "\U0001f4a1" * 63 + "a"})
+        first = client.get("/products?sort=name&per_page=1")
+        cursor = first.headers["X-Next-Cursor"]
+        assert len(cursor) <= 512
+        second = client.get("/products", query_string={"sort": "name", "per_page": 1, "cursor": cursor})
+        assert second.status_code == 200
+        assert [p["name"] for p in first.json + second.json] == ["\U0001f4a1" * 63 + "a", "\U0001f4a1" * 64]
+
     def test_the_last_page_has_no_next_cursor(self, client, catalogue):
         assert "X-Next-Cursor" not in client.get("/products?per_page=8").headers
 
