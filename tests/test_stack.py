@@ -342,3 +342,13 @@ def test_an_instance_whose_gunicorn_is_gone_is_left_out_without_an_error(compose
     with Poller(compose) as poller:
         time.sleep(3)
     assert len(poller.answers) > 50 and poller.failures() == []
+
+
+def test_the_image_alone_answers_json_502_while_its_gunicorn_is_gone(image_alone):
+    """Last too: without a front door a client gets the JSON 502; only the front door's marker gets a close."""
+    image_alone.instances[0].process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    status, _, body = send(image_alone, "/products", source="127.0.0.18")
+    assert status == 502 and json.loads(body)["code"] == "bad_gateway"
+    status, _, body = send(image_alone, "/products", source="127.0.0.18", headers={"X-DMarket-Front-Door": "1"})
+    assert status == 0 and b"RemoteDisconnected" in body
