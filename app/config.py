@@ -280,8 +280,10 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
         "ADMIN_CLAIM": _str(env, "ADMIN_CLAIM", DEFAULT_ADMIN_CLAIM),
         "JWT_LEEWAY": _int(env, "JWT_LEEWAY", 30),
         "JWKS_MIN_REFRESH_SECONDS": _int(env, "JWKS_MIN_REFRESH_SECONDS", 30),
-        # The cached key set is refreshed in the background once this old: a revoked key stops working.
+        # A cached key set this old never accepts a token: a revoked key stops working within it.
         "JWKS_MAX_AGE_SECONDS": _int(env, "JWKS_MAX_AGE_SECONDS", 300, minimum=1),
+        # ...unless the issuer fails to answer a refresh: then the old set serves this much longer, at most.
+        "JWKS_STALE_IF_ERROR_SECONDS": _int(env, "JWKS_STALE_IF_ERROR_SECONDS", 600),
         # How /login names the API to the provider: Auth0's `audience`, RFC 8707's `resource`, or both.
         "AUTH_AUDIENCE_PARAMS": _audience_params(env),
         # Verified tokens remembered (LRU) until their exp; the user they map to, this many seconds.

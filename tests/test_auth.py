@@ -1,5 +1,6 @@
 """Bearer tokens: what the API accepts, what it refuses, and how it answers."""
 
+import logging
 import threading
 import time
 
@@ -248,7 +249,7 @@ class TestIssuerOutage:
 
 
 class TestKeySetAge:
-    """A key the issuer stops publishing is refused within JWKS_MAX_AGE_SECONDS plus one fetch, off the hot path.
+    """A key set older than JWKS_MAX_AGE_SECONDS never accepts a token while the issuer answers.
 
     Each test has an issuer of its own: a slow request another test left behind cannot count here.
     """
@@ -261,12 +262,12 @@ class TestKeySetAge:
 
     @staticmethod
     def settle(app) -> None:
-        """Wait for the background refresh a request may have started."""
-        refresh = app.extensions["dmarket.auth"]["verifier"].keys.background
-        if refresh is not None:
-            refresh.join(10)
+        """Wait for the background fetch a request may have started."""
+        fetch = app.extensions["dmarket.auth"]["verifier"].keys.background
+        if fetch is not None:
+            fetch.join(10)
 
-    def test_a_revoked_key_is_refused_once_the_set_is_older_than_max_age(self, make_app, issuer):
+    def test_an_idle_workers_first_request_after_max_age_is_checked_against_the_issuers_keys(self, make_app, issuer):
         app = make_app(JWKS_MAX_AGE_SECONDS="1", AUTH0_ISSUER=issuer.url)
         client = app.test_client()
         old = bearer(issuer.token())
@@ -274,10 +275,8 @@ class TestKeySetAge:
         issuer.rotate(keep_old=False)  # the old key is revoked
         assert client.get("/me", headers=old).status_code == 200  # the set is younger than its max age
         time.sleep(1.05)
-        assert client.get("/me", headers=old).status_code == 200  # starts the refresh, never waits for it
-        self.settle(app)
 
-        assert_rejected(client.get("/me", headers=old), "unknown key")
+        assert_rejected(client.get("/me", headers=old), "unknown key")  # the first request: refetched, then refused
         assert client.get("/me", headers=bearer(issuer.token())).status_code == 200
         assert issuer.jwks_requests == 2
 
@@ -298,21 +297,42 @@ class TestKeySetAge:
         assert client.get("/me", headers=headers).status_code == 200
         assert verified == []  # still answered from the token cache
 
-    def test_an_old_set_never_makes_a_request_wait_on_a_hanging_issuer(self, make_app, issuer):
+    def test_under_traffic_the_set_is_refreshed_ahead_of_its_age_and_no_request_waits(self, make_app, issuer):
+        # JWKS_MAX_AGE_SECONDS=2, HTTP_TIMEOUT=2: refreshed in the background from an age of 1 s.
+        app = make_app(JWKS_MAX_AGE_SECONDS="2", AUTH0_ISSUER=issuer.url)
+        client = app.test_client()
+        headers = bearer(issuer.token())
+        assert client.get("/me", headers=headers).status_code == 200
+        issuer.mode, issuer.delay = "slow", 0.5  # every refresh takes half a second
+        timings = []
+        until = time.monotonic() + 4.5
+        while time.monotonic() < until:
+            started = time.monotonic()
+            assert client.get("/me", headers=headers).status_code == 200
+            timings.append(time.monotonic() - started)
+            time.sleep(0.05)
+        assert max(timings) < 0.3, f"a request waited {max(timings):.2f} s for a refresh"
+        assert issuer.jwks_requests >= 3  # refreshed at least twice while the requests went on
+
+    def test_an_idle_worker_waits_for_a_hanging_issuer_one_timeout_at_most(self, make_app, issuer):
+        """Then the old set serves (stale-if-error), and the next requests do not wait at all."""
         app = make_app(JWKS_MAX_AGE_SECONDS="1", AUTH0_ISSUER=issuer.url)
         client = app.test_client()
         headers = bearer(issuer.token())
         assert client.get("/me", headers=headers).status_code == 200
-        issuer.mode, issuer.delay = "slow", 1.5
+        issuer.mode, issuer.delay = "slow", 4  # accepts and answers after HTTP_TIMEOUT (2 s)
         time.sleep(1.05)
         timings = []
-        for _ in range(5):
+        for _ in range(3):
             started = time.monotonic()
-            assert client.get("/me", headers=bearer(issuer.token())).status_code == 200
+            assert client.get("/me", headers=headers).status_code == 200
             timings.append(time.monotonic() - started)
-        assert max(timings) < 0.5
-        self.settle(app)
-        assert issuer.jwks_requests == 2  # one refresh for all of them (single flight)
+        assert 1.9 < timings[0] < 2.6, timings  # one HTTP_TIMEOUT
+        assert max(timings[1:]) < 0.3, timings
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200
+        assert ready.json["checks"]["identity_provider"] == "unreachable"
+        assert ready.json["detail"] == "the issuer did not answer within HTTP_TIMEOUT (2 s)"
 
     def test_the_old_set_keeps_serving_while_the_issuer_is_down(self, make_app, issuer):
         app = make_app(JWKS_MAX_AGE_SECONDS="1", AUTH0_ISSUER=issuer.url)
@@ -328,6 +348,74 @@ class TestKeySetAge:
         ready = client.get("/health/ready")
         assert ready.status_code == 200
         assert ready.json["checks"]["identity_provider"] == "unreachable"
+
+    def test_past_the_stale_if_error_window_every_token_gets_503(self, make_app, issuer, monkeypatch):
+        app = make_app(JWKS_MAX_AGE_SECONDS="1", JWKS_STALE_IF_ERROR_SECONDS="1", AUTH0_ISSUER=issuer.url)
+        client = app.test_client()
+        remembered = bearer(issuer.token())
+        assert client.get("/me", headers=remembered).status_code == 200
+        issuer.mode = "error"
+        time.sleep(1.05)
+        assert client.get("/me", headers=remembered).status_code == 200  # within the window
+        time.sleep(1)  # the set is now older than JWKS_MAX_AGE_SECONDS + JWKS_STALE_IF_ERROR_SECONDS
+        for headers in (remembered, bearer(issuer.token("auth0|bob"))):
+            response = client.get("/me", headers=headers)
+            assert response.status_code == 503
+            assert response.json["code"] == "issuer_unavailable"
+            assert response.headers["Retry-After"] == "5"
+        issuer.mode = "up"
+        monkeypatch.setattr("app.auth.verifier.FAILURE_BACKOFF_SECONDS", 0)
+        assert client.get("/me", headers=remembered).status_code == 200
+
+    def test_a_stale_if_error_window_of_zero_refuses_at_max_age(self, make_app, issuer):
+        app = make_app(JWKS_MAX_AGE_SECONDS="1", JWKS_STALE_IF_ERROR_SECONDS="0", AUTH0_ISSUER=issuer.url)
+        client = app.test_client()
+        headers = bearer(issuer.token())
+        assert client.get("/me", headers=headers).status_code == 200
+        issuer.mode = "error"
+        time.sleep(1.05)
+        response = client.get("/me", headers=headers)
+        assert response.status_code == 503 and response.json["code"] == "issuer_unavailable"
+
+    def test_a_token_accepted_while_a_refresh_loads_is_not_remembered_past_it(self, make_app, issuer):
+        """The refresh is held after the fetch, before the new keys are in place (where it logs them).
+
+        A request then is checked against the old set, and remembered under its generation: once
+        the new set is in place, tokens of the removed key are refused, remembered or not.
+        """
+        app = make_app(JWKS_MAX_AGE_SECONDS="4", AUTH0_ISSUER=issuer.url)  # refreshed ahead from 2 s
+        client = app.test_client()
+        old_key = issuer.signing_key
+        remembered = bearer(issuer.token())
+        assert client.get("/me", headers=remembered).status_code == 200
+        issuer.rotate(keep_old=False)  # the old key is revoked
+        paused, release = threading.Event(), threading.Event()
+
+        class HoldTheLoad(logging.Handler):
+            def emit(self, record):
+                if record.getMessage().startswith("loaded"):
+                    paused.set()
+                    release.wait(10)
+
+        verifier_log = logging.getLogger("app.auth.verifier")
+        hold, level = HoldTheLoad(), verifier_log.level
+        verifier_log.addHandler(hold)
+        verifier_log.setLevel(logging.INFO)
+        try:
+            time.sleep(2.05)
+            assert client.get("/me", headers=remembered).status_code == 200  # starts the refresh ahead
+            assert paused.wait(5)
+            during = bearer(issuer.token("auth0|bob", key=old_key))  # not seen before: verified now
+            assert client.get("/me", headers=during).status_code == 200  # the old set is still in force
+            assert client.get("/me", headers=remembered).status_code == 200
+        finally:
+            release.set()
+            verifier_log.removeHandler(hold)
+            verifier_log.setLevel(level)
+        self.settle(app)
+        for headers in (during, remembered):
+            assert_rejected(client.get("/me", headers=headers), "unknown key")
+        assert client.get("/me", headers=bearer(issuer.token())).status_code == 200
 
 
 class TestClockSkew:

@@ -147,7 +147,7 @@ class TestTokenCache:
 
     def test_a_key_set_losing_a_key_sends_every_token_back_to_verification(self):
         """A revocation may have removed the key a remembered token was signed with."""
-        keys = type("Keys", (), {"generation": 1, "checked_generation": lambda self: self.generation})()
+        keys = type("Keys", (), {"generation": 1, "usable_generation": lambda self: self.generation})()
         cache = TokenCache(size=10, identity_seconds=30, keys=keys)
         cache.remember("t", {"exp": 10**12}, identity())
         assert cache.claims("t") is not None
@@ -155,7 +155,7 @@ class TestTokenCache:
         assert cache.claims("t") is None and cache.identity("t") is None
 
     def test_a_token_verified_against_an_earlier_key_set_is_not_remembered_as_current(self):
-        keys = type("Keys", (), {"generation": 2, "checked_generation": lambda self: self.generation})()
+        keys = type("Keys", (), {"generation": 2, "usable_generation": lambda self: self.generation})()
         cache = TokenCache(size=10, identity_seconds=30, keys=keys)
         cache.remember("t", {"exp": 10**12}, identity(), key_set=1)  # a key left the set during verification
         assert cache.claims("t") is None

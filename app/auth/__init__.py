@@ -41,6 +41,8 @@ def init_app(app: Flask) -> None:
         metrics.watch_jwks(app, fetch),
         min_refresh=cfg["JWKS_MIN_REFRESH_SECONDS"],
         max_age=cfg["JWKS_MAX_AGE_SECONDS"],
+        stale_if_error=cfg["JWKS_STALE_IF_ERROR_SECONDS"],
+        timeout=cfg["HTTP_TIMEOUT"],
     )
     verifier = TokenVerifier(
         keys=keys, issuer=cfg["AUTH0_ISSUER"], audience=cfg["API_AUDIENCE"], leeway=cfg["JWT_LEEWAY"]

@@ -3,7 +3,8 @@
 An entry is keyed by the whole token (never by its signature alone: a signature pasted onto
 other claims must miss). The claims are trusted until the token's own `exp`, or until the
 issuer's key set loses a key (a revocation may have removed the key that signed it: every entry is
-then verified again; a refresh that brings the same keys, or only new ones, keeps them); the identity
+then verified again; a refresh that brings the same keys, or only new ones, keeps them), and only
+while that key set may still accept tokens (`JWKSCache.usable`: never past its age); the identity
 built from them (the local user) only for IDENTITY_CACHE_SECONDS, after which the user is read
 again. A change made through this process's ORM to any user (admin granted or revoked, account
 deleted or disabled) drops every cached identity at once; a change made by another worker or
@@ -81,10 +82,12 @@ class TokenCache:
         """`key_set`: `key_set()` read before the token was verified (a key revoked meanwhile must not count)."""
         if self.size <= 0 or not isinstance(claims.get("exp"), int | float):
             return
+        key_set = self.key_set() if key_set is None else key_set
+        if key_set is None:
+            return
         now = self._clock()
         rememberable = identity is not None and self.identity_seconds > 0 and not identity.user.is_admin
         cached = _detached(identity) if rememberable else None
-        key_set = self.key_set() if key_set is None else key_set
         entry = _Entry(claims, float(claims["exp"]), cached, now + self.identity_seconds, _user_changes, key_set)
         with self._lock:
             self._entries[token] = entry
@@ -92,16 +95,22 @@ class TokenCache:
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
 
-    def key_set(self) -> int:
-        """The key set's generation: entries from an earlier one are verified again."""
-        return self._keys.checked_generation() if self._keys is not None else 0
+    def key_set(self) -> int | None:
+        """The usable key set's generation (entries from an earlier one are verified again); None: no set may accept.
+
+        May wait for a refetch of a set past its age (at most HTTP_TIMEOUT): never called under the lock.
+        """
+        return self._keys.usable_generation() if self._keys is not None else 0
 
     def _get(self, token: str) -> _Entry | None:
+        key_set = self.key_set()
         with self._lock:
             entry = self._entries.get(token)
             if entry is None:
                 return None
-            if self._clock() >= entry.expires_at or entry.key_set != self.key_set():
+            if key_set is None:
+                return None  # verified again, and refused or answered 503 there
+            if self._clock() >= entry.expires_at or entry.key_set != key_set:
                 del self._entries[token]
                 return None
             self._entries.move_to_end(token)

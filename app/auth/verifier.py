@@ -5,6 +5,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -32,6 +33,14 @@ MAX_SUBJECT_LENGTH = 255
 _UNSTORABLE_SUBJECT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # After a failed fetch, answer 503 at once for this long instead of waiting on the issuer again.
 FAILURE_BACKOFF_SECONDS = 5
+# How long /login and /logout wait for a check of the issuer before going by its last verdict.
+ANSWER_WAIT_SECONDS = 0.25
+_BOOTTIME = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def elapsed() -> float:
+    """Seconds on a clock that never goes back and, on Linux, keeps counting while the machine sleeps."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
 
 
 class InvalidToken(Exception):
@@ -77,66 +86,130 @@ def fetch_oidc_jwks(issuer: str, timeout: float) -> Callable[[], dict]:
     return fetch
 
 
-class JWKSCache:
-    """The issuer's public keys: fetched lazily, refreshed when old, refetched for an unknown `kid`.
+@dataclass(frozen=True)
+class _KeySet:
+    """One fetched key set, replaced whole: its keys and its generation are always read together."""
 
-    A set older than `max_age` is refreshed in the background (one fetch at a time per process)
-    while requests go on with it, so a key the issuer stopped publishing (revoked) is refused
-    within `max_age` plus one fetch; if the issuer is down, the old set keeps serving.
-    Refetches for unknown key ids are throttled (`min_refresh` seconds), so tokens with forged
-    key ids cannot make us hammer the issuer. Only the configured source is ever contacted:
-    `jku`/`x5u` headers in a token are ignored. A cached key is found without any lock: a
-    fetch (up to HTTP_TIMEOUT while the issuer hangs) holds `_fetching`, which only requests
-    that need a fetch ever wait on, and at most once each.
+    keys: dict[str, Any]  # kid -> key
+    fingerprints: frozenset
+    generation: int
+    fetched_at: float  # when the fetch that brought it began: its age counts from then
+
+
+class _Fetch:
+    """One fetch of the key set, run in its own thread; requests that need it wait on `done`."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+
+
+class JWKSCache:
+    """The issuer's public keys, never trusted longer than `max_age` while the issuer answers.
+
+    A set is used to accept a token only while it is younger than `max_age` (counted from the
+    start of the fetch that brought it). Under traffic it is refreshed in the background ahead
+    of that; a request that finds it older (an idle worker's first) waits for a refetch (at most
+    `timeout`) and is checked against its result. Only when that refetch fails (the issuer
+    errs, or does not answer within `timeout`) does the old set keep serving, while it is younger
+    than `max_age + stale_if_error`, asked again in the background every FAILURE_BACKOFF_SECONDS;
+    past that every token gets IssuerUnavailable.
+
+    One fetch at a time per process, in a thread of its own: requests that need keys (none yet,
+    an unknown `kid`, a set past its age) wait for it, each at most `timeout`, and take its
+    outcome. A cached key is found without any lock. Refetches for unknown key ids are throttled
+    (`min_refresh` seconds), so tokens with forged key ids cannot make us hammer the issuer. Only
+    the configured source is ever contacted: `jku`/`x5u` headers in a token are ignored.
     """
 
-    def __init__(self, fetch: Callable[[], dict], min_refresh: float = 30, max_age: float = 300, clock=time.monotonic):
+    def __init__(
+        self,
+        fetch: Callable[[], dict],
+        *,
+        min_refresh: float = 30,
+        max_age: float = 300,
+        stale_if_error: float = 600,
+        timeout: float = 5,
+        clock: Callable[[], float] = elapsed,
+    ):
         self._fetch = fetch
         self._min_refresh = min_refresh
         self.max_age = max_age
+        self.stale_if_error = stale_if_error
+        self.timeout = timeout
+        # Under traffic, refreshed this long before its age runs out: a fetch taking up to `timeout`
+        # still lands in time, and busy workers never wait.
+        self._refresh_ahead = min(max_age / 2, timeout)
         self._clock = clock
-        self._fetching = threading.Lock()
-        self._keys: dict[str, Any] | None = None  # kid -> key; replaced whole, never mutated: read unlocked
-        self._fingerprints: frozenset = frozenset()
-        # Bumped when a key leaves the set (or changes): tokens verified before are verified again.
-        # A refresh bringing the same keys, or only new ones, keeps it (the token cache stays warm).
-        self.generation = 0
-        self._fetched_at = float("-inf")
+        self._lock = threading.Lock()  # guards starting a fetch; never held while one runs
+        self._running: _Fetch | None = None
+        self._set: _KeySet | None = None
+        self._attempted_at = float("-inf")  # when the last fetch began
+        self._answered_at = float("-inf")  # when the issuer last answered with a usable set
         self._failed_at = float("-inf")
-        self._attempts = 0  # fetches tried so far: a waiter sees whether one ended while it waited
         self.last_error: str | None = None
-        self.background: threading.Thread | None = None  # the last background refresh (tests join it)
+        self.background: threading.Thread | None = None  # the last fetch's thread (tests join it)
 
     @property
     def loaded(self) -> bool:
-        return self._keys is not None
+        return self._set is not None
+
+    @property
+    def generation(self) -> int:
+        """Bumped when a key leaves the set (or changes): tokens verified before are verified again.
+
+        A refresh bringing the same keys, or only new ones, keeps it (the token cache stays warm).
+        """
+        return self._set.generation if self._set is not None else 0
 
     @property
     def reachable(self) -> bool | None:
-        """Whether the issuer answered the last fetch; None before any."""
-        if self._attempts == 0:
+        """Whether the issuer answered the last fetch; None before any ended."""
+        if self._answered_at == self._failed_at == float("-inf"):
             return None
-        return self._fetched_at >= self._failed_at
+        return self._answered_at >= self._failed_at
 
     def _backing_off(self) -> bool:
         return self._clock() - self._failed_at < min(FAILURE_BACKOFF_SECONDS, self._min_refresh)
 
-    def _refresh(self) -> None:
-        """Fetch the key set; called with `_fetching` held."""
-        if self._backing_off():
-            raise IssuerUnavailable("issuer recently unreachable")
+    def _start_fetch(self) -> _Fetch | None:
+        """The fetch in flight, or one started now; None while backing off after a failure. Never waits."""
+        with self._lock:
+            if self._running is not None:
+                return self._running
+            if self._backing_off():
+                return None
+            fetch = self._running = _Fetch()
+            self._attempted_at = began = self._clock()
+            self.background = threading.Thread(target=self._run, args=(fetch, began), name="jwks-fetch", daemon=True)
+            self.background.start()
+            return fetch
+
+    def _run(self, fetch: _Fetch, began: float) -> None:
         try:
-            data = self._fetch()
-            keys = KeySet.import_key_set(data)
-        except IssuerUnavailable as exc:
-            self._failed(str(exc))
-            raise
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
-            self._failed(f"issuer returned an unusable key set ({exc.__class__.__name__})")
-            raise IssuerUnavailable(self.last_error) from exc
+            try:
+                keys = KeySet.import_key_set(self._fetch())
+            except IssuerUnavailable as exc:
+                self._failed(str(exc))
+            except (JoseError, ValueError, TypeError, KeyError) as exc:
+                self._failed(f"issuer returned an unusable key set ({exc.__class__.__name__})")
+            else:
+                self._load([k for k in keys if k.key_type == "RSA"], began)
+                fetch.ok = True
         finally:
-            self._attempts += 1  # counted when it ends: a request waiting on it then takes its outcome
-        self._load([k for k in keys if k.key_type == "RSA"])
+            with self._lock:
+                self._running = None
+            fetch.done.set()
+
+    def _refetch(self) -> bool:
+        """Fetch now, or join the fetch in flight, waiting at most `timeout`: whether it brought a set."""
+        fetch = self._start_fetch()
+        if fetch is None:
+            return False
+        if not fetch.done.wait(self.timeout):
+            self._failed(f"the issuer did not answer within HTTP_TIMEOUT ({self.timeout:g} s)")
+            return False
+        return fetch.ok
 
     def _failed(self, reason: str) -> None:
         self._failed_at = self._clock()
@@ -144,35 +217,63 @@ class JWKSCache:
             log.warning("the issuer's signing keys could not be fetched: %s", reason)
         self.last_error = reason
 
-    def _load(self, keys: list) -> None:
+    def _load(self, keys: list, began: float) -> None:
         fingerprints = frozenset((k.kid, k.thumbprint()) for k in keys)
-        if not self._fingerprints <= fingerprints:
-            self.generation += 1
-        if fingerprints != self._fingerprints:
+        old = self._set
+        generation = old.generation if old is not None else 0
+        if old is not None and not old.fingerprints <= fingerprints:
+            generation += 1
+        if old is None or fingerprints != old.fingerprints:
             log.info("loaded %d signing key(s) from the issuer", len(keys))
-        self._fingerprints = fingerprints
-        self._keys = {k.kid: k for k in keys if k.kid}
-        self._fetched_at = self._clock()
+        # Published in one assignment: whoever reads the new generation also finds the new keys,
+        # so a token a removed key accepted is never remembered under it (TokenCache).
+        self._set = _KeySet({k.kid: k for k in keys if k.kid}, fingerprints, generation, began)
+        self._answered_at = self._clock()
         self.last_error = None
 
-    def _refresh_in_background(self) -> None:
-        """Start one refresh unless one is running or the issuer just failed; never waits."""
-        if self._backing_off() or not self._fetching.acquire(blocking=False):
-            return
+    def usable(self) -> _KeySet:
+        """The key set to check tokens against now; IssuerUnavailable when there is none.
 
-        def run() -> None:
-            try:
-                self._refresh()
-            except IssuerUnavailable:
-                pass  # logged by _failed; the old set keeps serving
-            finally:
-                self._fetching.release()
+        May wait for a fetch (at most `timeout`): when no set is cached, or the cached one is past
+        `max_age` and the issuer has not failed since.
+        """
+        current = self._set
+        if current is None:
+            self._refetch()
+            if self._set is None:
+                raise IssuerUnavailable(self.last_error or "issuer unreachable")
+            return self._set
+        age = self._clock() - current.fetched_at
+        if age < self.max_age:
+            if age >= self.max_age - self._refresh_ahead:
+                self._start_fetch()
+            return current
+        if self._stale_if_error(current, age):
+            self._start_fetch()  # the issuer failed since: keep asking it in the background (after the backoff)
+            return current
+        self._refetch()  # refuse-and-refetch: this request is checked against what the issuer says now
+        current = self._set
+        age = self._clock() - current.fetched_at
+        if age < self.max_age or self._stale_if_error(current, age):
+            return current
+        raise IssuerUnavailable(self.last_error or "the signing keys are too old and the issuer does not answer")
 
-        self.background = threading.Thread(target=run, name="jwks-refresh", daemon=True)
-        self.background.start()
+    def _stale_if_error(self, current: _KeySet, age: float) -> bool:
+        """Whether a set past its age may still serve: the issuer failed to refresh it, within the window."""
+        refreshing_from = current.fetched_at + self.max_age - self._refresh_ahead
+        failed = self._failed_at > self._answered_at and self._failed_at >= refreshing_from
+        return failed and age < self.max_age + self.stale_if_error
 
-    def _may_refetch(self) -> bool:
-        return self._clock() - self._fetched_at >= self._min_refresh
+    def usable_generation(self) -> int | None:
+        """The generation of the set usable now (see `usable`); None when there is none.
+
+        The token cache asks on every hit: a token it remembers is served only while the set that
+        accepted it (or a later one with the same keys) may still accept tokens.
+        """
+        try:
+            return self.usable().generation
+        except IssuerUnavailable:
+            return None
 
     def ready(self) -> bool:
         """Keys are cached, or can be fetched now (readiness probes warm the cache this way).
@@ -180,67 +281,40 @@ class JWKSCache:
         With keys cached, a probe also asks the issuer again in the background when nobody has for
         `min_refresh` seconds, so `reachable` reports an outage even while the cached keys serve.
         """
-        if self._keys is not None:
-            if self._clock() - max(self._fetched_at, self._failed_at) >= self._min_refresh:
-                self._refresh_in_background()
+        if self._set is not None:
+            if self._clock() - self._attempted_at >= self._min_refresh:
+                self._start_fetch()
             return True
-        with self._fetching:
-            if self._keys is None:
-                try:
-                    self._refresh()
-                except IssuerUnavailable:
-                    return False
-        return True
+        return self._refetch()
 
     def issuer_answers(self) -> bool:
-        """Whether the issuer answers, asking it now unless it was asked in the last few seconds.
+        """Whether the issuer answers, for browser sign-in and sign-out; waits ANSWER_WAIT_SECONDS at most.
 
-        For browser sign-in and sign-out (rare next to API calls), which would otherwise send the
-        browser to a host that is down: Authlib keeps the provider's endpoints for the process's life.
+        Authlib keeps the provider's endpoints for the process's life, so without asking, a warm
+        worker would send the browser to a host that is down. A verdict older than a few seconds
+        is checked again by a fetch in the background; the request waits that long for it, then
+        goes by the last verdict: a provider that refuses connections is seen at once, one that
+        hangs by the next sign-in after `timeout`. A worker that never heard from the issuer waits
+        for its first answer (at most `timeout`): it has no verdict to go by.
         """
-        recent = min(FAILURE_BACKOFF_SECONDS, self._min_refresh)
-        if self._clock() - max(self._fetched_at, self._failed_at) < recent:
-            return self._fetched_at >= self._failed_at
-        seen = self._attempts
-        with self._fetching:
-            if self._attempts == seen:
-                try:
-                    self._refresh()
-                except IssuerUnavailable:
-                    return False
-        return self._fetched_at >= self._failed_at
-
-    def checked_generation(self) -> int:
-        """The key set's generation, after starting a background refresh if the set is too old.
-
-        The token cache asks on every hit, so tokens it remembers also see a revocation in time.
-        """
-        if self._keys is not None and self._clock() - self._fetched_at >= self.max_age:
-            self._refresh_in_background()
-        return self.generation
+        if self.reachable is None:
+            self._refetch()
+        elif self._clock() - max(self._answered_at, self._failed_at) >= min(FAILURE_BACKOFF_SECONDS, self._min_refresh):
+            fetch = self._start_fetch()
+            if fetch is not None:
+                fetch.done.wait(ANSWER_WAIT_SECONDS)
+        return bool(self.reachable)
 
     def key_for(self, kid: str):
-        keys = self._keys
-        if keys is not None:
-            if self._clock() - self._fetched_at >= self.max_age:
-                self._refresh_in_background()
-            key = keys.get(kid)
-            if key is not None:
-                return key
-            if not self._may_refetch():
-                raise InvalidToken("the token is signed with an unknown key")
-        # One fetch at a time. A request that waited for someone else's fetch takes its outcome
-        # instead of fetching again, so a hanging issuer costs each request one wait at most.
-        seen = self._attempts
-        with self._fetching:
-            keys = self._keys
-            key = keys.get(kid) if keys is not None else None
-            if key is None and self._attempts != seen:
-                if self._failed_at > self._fetched_at:
-                    raise IssuerUnavailable("issuer unreachable")
-            elif key is None and (keys is None or self._may_refetch()):
-                self._refresh()
-                key = self._keys.get(kid)
+        key = self.usable().keys.get(kid)
+        if key is not None:
+            return key
+        # An unknown kid: join the fetch in flight, or start one unless one began too recently.
+        if self._running is None and self._clock() - self._attempted_at < self._min_refresh:
+            raise InvalidToken("the token is signed with an unknown key")
+        if not self._refetch():
+            raise IssuerUnavailable(self.last_error or "issuer unreachable")
+        key = self._set.keys.get(kid)
         if key is None:
             raise InvalidToken("the token is signed with an unknown key")
         return key
