@@ -160,6 +160,18 @@ class TestTokenCache:
         cache.remember("t", {"exp": 10**12}, identity(), key_set=1)  # a key left the set during verification
         assert cache.claims("t") is None
 
+    def test_nothing_is_served_or_remembered_while_no_key_set_may_accept_tokens(self):
+        """A set past its age (and its stale-if-error window) accepts nothing, from the cache either."""
+        keys = type("Keys", (), {"generation": 1, "usable_generation": lambda self: self.generation})()
+        cache = TokenCache(size=10, identity_seconds=30, keys=keys)
+        cache.remember("t", {"exp": 10**12}, identity())
+        keys.generation = None  # no usable set: the issuer does not answer and the old set is too old
+        assert cache.claims("t") is None and cache.identity("t") is None
+        cache.remember("u", {"exp": 10**12}, identity(), key_set=None)  # no set was usable before its check
+        keys.generation = 1  # the issuer answered with the same keys
+        assert cache.claims("t") is not None
+        assert cache.claims("u") is None
+
     def test_size_zero_remembers_nothing(self):
         cache = TokenCache(size=0, identity_seconds=30)
         cache.remember("t", {"exp": 10**12}, identity())

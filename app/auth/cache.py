@@ -29,6 +29,8 @@ from sqlalchemy import event, inspect
 from app.models import User
 from app.services.users import Identity
 
+# `remember(key_set=...)` left out: the key set's generation is read then.
+_NOW = object()
 # Bumped by every ORM change of a user in this process: identities cached before it are stale.
 _user_changes = 0
 
@@ -77,12 +79,16 @@ class TokenCache:
         return entry.identity
 
     def remember(
-        self, token: str, claims: dict[str, Any], identity: Identity | None = None, *, key_set: int | None = None
+        self, token: str, claims: dict[str, Any], identity: Identity | None = None, *, key_set: object = _NOW
     ) -> None:
-        """`key_set`: `key_set()` read before the token was verified (a key revoked meanwhile must not count)."""
+        """`key_set`: `key_set()` read before the token was verified (a key revoked meanwhile must not count).
+
+        None (no key set was usable then) remembers nothing: a generation read after the check might be newer
+        than the set that accepted the token.
+        """
         if self.size <= 0 or not isinstance(claims.get("exp"), int | float):
             return
-        key_set = self.key_set() if key_set is None else key_set
+        key_set = self.key_set() if key_set is _NOW else key_set
         if key_set is None:
             return
         now = self._clock()
