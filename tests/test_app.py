@@ -54,6 +54,7 @@ class TestConfiguration:
             ({"PUBLIC_URL": "https://api.example.com/?next=1"}, "PUBLIC_URL"),
             ({"AUTH_AUDIENCE_PARAMS": "aud"}, "AUTH_AUDIENCE_PARAMS"),
             ({"JWKS_MAX_AGE_SECONDS": "0"}, "JWKS_MAX_AGE_SECONDS"),
+            ({"JWKS_STALE_IF_ERROR_SECONDS": "-1"}, "JWKS_STALE_IF_ERROR_SECONDS"),
         ],
     )
     def test_bad_settings_stop_start_up_naming_the_setting(self, tmp_path, issuer, env, named):

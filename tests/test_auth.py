@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from app.auth.verifier import InvalidToken, IssuerUnavailable, JWKSCache
 from app.extensions import db
 from app.models import Product, User
 from tests.factories import bearer, make_user
@@ -416,6 +417,78 @@ class TestKeySetAge:
         for headers in (during, remembered):
             assert_rejected(client.get("/me", headers=headers), "unknown key")
         assert client.get("/me", headers=bearer(issuer.token())).status_code == 200
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TestKeySetBounds:
+    """The documented bounds on a fake clock, to the second (JWKS_MAX_AGE_SECONDS 300, stale-if-error 600)."""
+
+    @pytest.fixture
+    def provider(self):
+        """A key source: `published` keys, `answers` or not; each fetch takes `takes` seconds of the clock."""
+        clock = FakeClock()
+        state = {"published": [new_key()], "answers": True, "takes": 0.0}
+
+        def fetch() -> dict:
+            clock.now += state["takes"]
+            if not state["answers"]:
+                raise IssuerUnavailable("ConnectionError fetching keys")
+            return {"keys": [key.as_dict(private=False) for key in state["published"]]}
+
+        keys = JWKSCache(fetch, min_refresh=30, max_age=300, stale_if_error=600, timeout=5, clock=clock)
+        return keys, clock, state
+
+    @staticmethod
+    def settle(keys) -> None:
+        if keys.background is not None:
+            keys.background.join(5)
+
+    def test_an_idle_set_at_its_age_is_refetched_before_it_accepts(self, provider):
+        keys, clock, state = provider
+        old = state["published"][0]
+        assert keys.key_for(old.kid) is not None
+        state["published"] = [new_key()]  # revoked
+        clock.now += 299.5
+        assert keys.key_for(old.kid) is not None  # younger than its age (and a refresh ahead started)
+        self.settle(keys)
+        with pytest.raises(InvalidToken):
+            keys.key_for(old.kid)
+
+    def test_the_age_counts_from_the_start_of_the_fetch(self, provider):
+        keys, clock, state = provider
+        old = state["published"][0]
+        state["takes"] = 2.0
+        assert keys.key_for(old.kid) is not None  # fetched from 1000 to 1002
+        state["published"], state["takes"] = [new_key()], 0.0
+        clock.now = 1_000 + 300
+        with pytest.raises(InvalidToken):  # 298 s after the fetch ended, but 300 after it began
+            keys.key_for(old.kid)
+
+    def test_stale_if_error_serves_until_max_age_plus_the_window_then_refuses(self, provider):
+        keys, clock, state = provider
+        old = state["published"][0]
+        assert keys.key_for(old.kid) is not None
+        state["answers"] = False
+        clock.now += 300
+        assert keys.key_for(old.kid) is not None  # the refetch failed: the old set serves, without waiting again
+        clock.now += 599.5
+        assert keys.key_for(old.kid) is not None
+        self.settle(keys)
+        clock.now += 0.5
+        with pytest.raises(IssuerUnavailable):
+            keys.key_for(old.kid)
+        assert keys.usable_generation() is None  # the token cache serves nothing either
+        state["answers"], state["published"] = True, [new_key()]
+        clock.now += 5  # FAILURE_BACKOFF_SECONDS
+        with pytest.raises(InvalidToken):
+            keys.key_for(old.kid)
 
 
 class TestClockSkew:

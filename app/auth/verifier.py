@@ -314,7 +314,7 @@ class JWKSCache:
             raise InvalidToken("the token is signed with an unknown key")
         if not self._refetch():
             raise IssuerUnavailable(self.last_error or "issuer unreachable")
-        key = self._set.keys.get(kid)
+        key = self.usable().keys.get(kid)  # the fetch joined may have begun long ago: its age counts too
         if key is None:
             raise InvalidToken("the token is signed with an unknown key")
         return key
