@@ -304,7 +304,7 @@ class TestKeySetAge:
         client = app.test_client()
         headers = bearer(issuer.token())
         assert client.get("/me", headers=headers).status_code == 200
-        issuer.mode, issuer.delay = "slow", 0.5  # every refresh takes half a second
+        issuer.mode, issuer.delay = "slow", 0.6  # every refresh takes 0.6 s: a request waiting on one would show
         timings = []
         until = time.monotonic() + 4.5
         while time.monotonic() < until:
@@ -312,7 +312,7 @@ class TestKeySetAge:
             assert client.get("/me", headers=headers).status_code == 200
             timings.append(time.monotonic() - started)
             time.sleep(0.05)
-        assert max(timings) < 0.3, f"a request waited {max(timings):.2f} s for a refresh"
+        assert max(timings) < 0.5, f"a request waited {max(timings):.2f} s for a refresh"
         assert issuer.jwks_requests >= 3  # refreshed at least twice while the requests went on
 
     def test_an_idle_worker_waits_for_a_hanging_issuer_one_timeout_at_most(self, make_app, issuer):
@@ -329,7 +329,7 @@ class TestKeySetAge:
             assert client.get("/me", headers=headers).status_code == 200
             timings.append(time.monotonic() - started)
         assert 1.9 < timings[0] < 2.6, timings  # one HTTP_TIMEOUT
-        assert max(timings[1:]) < 0.3, timings
+        assert max(timings[1:]) < 0.5, timings
         ready = client.get("/health/ready")
         assert ready.status_code == 200
         assert ready.json["checks"]["identity_provider"] == "unreachable"
