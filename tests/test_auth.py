@@ -496,6 +496,30 @@ class TestKeySetBounds:
         with pytest.raises(InvalidToken):
             keys.key_for(old.kid)
 
+    def test_a_hanging_fetch_costs_a_request_one_timeout_at_most(self):
+        """The token cache and the verifier both ask for the set: only the first waits on the hanging fetch."""
+        clock, release, key = FakeClock(), threading.Event(), new_key()
+        fetches = []
+
+        def fetch() -> dict:
+            if fetches:
+                release.wait(10)  # every fetch after the first hangs
+            fetches.append(clock.now)
+            return {"keys": [key.as_dict(private=False)]}
+
+        keys = JWKSCache(fetch, max_age=300, stale_if_error=0, timeout=0.5, clock=clock)
+        assert keys.key_for(key.kid) is not None
+        clock.now += 300
+        started = time.monotonic()
+        try:
+            assert keys.usable_generation() is None  # waited 0.5 s for the refetch, in vain
+            with pytest.raises(IssuerUnavailable):
+                keys.key_for(key.kid)
+            waited = time.monotonic() - started
+        finally:
+            release.set()
+        assert 0.5 <= waited < 0.9
+
 
 class TestClockSkew:
     """JWT_LEEWAY applies to exp, nbf and iat alike; the message says which one and why."""

@@ -102,6 +102,7 @@ class _Fetch:
     def __init__(self) -> None:
         self.done = threading.Event()
         self.ok = False
+        self.overdue = False  # a request gave up waiting for it: later ones do not wait on it
 
 
 class JWKSCache:
@@ -117,9 +118,10 @@ class JWKSCache:
 
     One fetch at a time per process, in a thread of its own: requests that need keys (none yet,
     an unknown `kid`, a set past its age) wait for it, each at most `timeout`, and take its
-    outcome. A cached key is found without any lock. Refetches for unknown key ids are throttled
-    (`min_refresh` seconds), so tokens with forged key ids cannot make us hammer the issuer. Only
-    the configured source is ever contacted: `jku`/`x5u` headers in a token are ignored.
+    outcome; once one has given up on it, the others do not wait on it. A cached key is found
+    without any lock. Refetches for unknown key ids are throttled (`min_refresh` seconds), so
+    tokens with forged key ids cannot make us hammer the issuer. Only the configured source is
+    ever contacted: `jku`/`x5u` headers in a token are ignored.
     """
 
     def __init__(
@@ -204,9 +206,10 @@ class JWKSCache:
     def _refetch(self) -> bool:
         """Fetch now, or join the fetch in flight, waiting at most `timeout`: whether it brought a set."""
         fetch = self._start_fetch()
-        if fetch is None:
+        if fetch is None or fetch.overdue:
             return False
         if not fetch.done.wait(self.timeout):
+            fetch.overdue = True
             self._failed(f"the issuer did not answer within HTTP_TIMEOUT ({self.timeout:g} s)")
             return False
         return fetch.ok
