@@ -20,7 +20,7 @@ counts at once too.
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import event, inspect
@@ -46,7 +46,7 @@ def _detached(identity: Identity) -> Identity:
     """A copy whose user outlives the request's session (column values only, never flushed)."""
     user = identity.user
     snapshot = User(**{attr.key: getattr(user, attr.key) for attr in inspect(User).column_attrs})
-    return Identity(user=snapshot, is_admin=identity.is_admin, claims=identity.claims)
+    return replace(identity, user=snapshot)
 
 
 class TokenCache:

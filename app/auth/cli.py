@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from app.auth import local_signin_url
 from app.errors import ApiError
-from app.services import users
+from app.services import audit, users
 
 auth_cli = AppGroup("auth", help="Development access tokens (AUTH_MODE=local only).")
 admin_cli = AppGroup("admin", help="Grant, revoke and list admins (for the first admin, or without a browser).")
@@ -46,7 +46,7 @@ def _set_admin(email: str | None, user_id: str | None, is_admin: bool) -> None:
     if (email is None) == (user_id is None):
         raise click.UsageError("give exactly one of EMAIL or --user-id")
     try:
-        change = users.set_admin(email=email, user_id=user_id, is_admin=is_admin)
+        change = users.set_admin(email=email, user_id=user_id, is_admin=is_admin, actor=audit.cli_actor())
     except ApiError as exc:
         skipped = exc.details.get("skipped_unverified", []) if isinstance(exc.details, dict) else []
         for skipped_id in skipped:

@@ -2,7 +2,7 @@
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.auth import current_identity, require_admin, require_auth
+from app.auth import current_actor, current_identity, require_admin, require_auth
 from app.auth.management import mirror
 from app.openapi import response_headers
 from app.routes.responses import PROTECTED, SIGNED_IN, json_response
@@ -42,7 +42,9 @@ def list_users(query: UserQuery):
 
 
 def _change_admin(target: AdminTarget, is_admin: bool):
-    change = users.set_admin(email=target.email, user_id=target.user_id, is_admin=is_admin)
+    change = users.set_admin(
+        email=target.email, user_id=target.user_id, is_admin=is_admin, actor=current_actor()
+    )
     sync = mirror(lambda auth0: [auth0.set_admin(user.user_id, is_admin) for user in change.updated])
     verb = "granted to" if is_admin else "revoked from"
     message = f"Admin {verb} {len(change.updated)} account(s)."

@@ -2,7 +2,7 @@
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.auth import current_identity, require_admin, require_auth
+from app.auth import current_actor, current_identity, require_admin, require_auth
 from app.auth.management import mirror
 from app.routes.responses import SIGNED_IN, json_response
 from app.schemas.common import ErrorOut
@@ -36,7 +36,7 @@ def delete_user(path: UserPath):
     an admin restores it (it is also blocked at Auth0 when the Management API is configured).
     Deleting a disabled account again is harmless.
     """
-    user, removed = users.disable_user(path.user_id)
+    user, removed = users.disable_user(path.user_id, actor=current_actor())
     sync = mirror(lambda auth0: [auth0.set_blocked(user.user_id, True)])
     body = UserDeletedOut(
         message="The user's products were deleted and the account disabled.",
@@ -54,7 +54,7 @@ def restore_user(path: UserPath):
 
     Its deleted products do not come back. Unblocked at Auth0 too when the Management API is configured.
     """
-    user = users.restore_user(path.user_id)
+    user = users.restore_user(path.user_id, actor=current_actor())
     sync = mirror(lambda auth0: [auth0.set_blocked(user.user_id, False)])
     body = UserRestoredOut(user=AccountOut.model_validate(user), auth0_sync=sync)
     return json_response(body.model_dump(mode="json"))
