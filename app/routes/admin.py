@@ -42,9 +42,7 @@ def list_users(query: UserQuery):
 
 
 def _change_admin(target: AdminTarget, is_admin: bool):
-    change = users.set_admin(
-        email=target.email, user_id=target.user_id, is_admin=is_admin, actor=current_actor()
-    )
+    change = users.set_admin(email=target.email, user_id=target.user_id, is_admin=is_admin, actor=current_actor())
     sync = mirror(lambda auth0: [auth0.set_admin(user.user_id, is_admin) for user in change.updated])
     verb = "granted to" if is_admin else "revoked from"
     message = f"Admin {verb} {len(change.updated)} account(s)."

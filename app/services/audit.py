@@ -191,9 +191,7 @@ def list_records(
     if len(items) > per_page:
         items = items[:per_page]
         next_cursor = encode_cursor("-id", items[-1].id, items[-1].id, salt=CURSOR_SALT)
-    return Page(
-        items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, max_page=MAX_PAGE
-    )
+    return Page(items=items, total=total, page=page, per_page=per_page, next_cursor=next_cursor, max_page=MAX_PAGE)
 
 
 def prune(*, days: int, actor: Actor) -> int:

@@ -369,7 +369,8 @@ def _caller_may_write(*, admin: bool = False):
     if admin:
         claim = bindparam("claim_admin", type_=Boolean)
         conditions.append(or_(users.c.is_admin.is_(True), claim, users.c.user_id == products.c.user_id))
-    return select(literal_column("1")).select_from(users).where(*conditions).with_for_update(read=True, key_share=True).exists()
+    probe = select(literal_column("1")).select_from(users).where(*conditions)
+    return probe.with_for_update(read=True, key_share=True).exists()
 
 
 def _insert_statement():
@@ -566,9 +567,8 @@ def delete_product(*, product_id: int, identity: Identity, expected_etags=None, 
     versions = _if_match_versions(expected_etags)
     if versions != []:
         statement = _delete_statement(owner_only=not identity.is_admin, versions=versions is not None)
-        deleted = _guarded_write(
-            statement, {}, product_id=product_id, identity=identity, versions=versions, actor=actor, action="product.delete"
-        )
+        params = {"product_id": product_id, "identity": identity, "versions": versions, "actor": actor}
+        deleted = _guarded_write(statement, {}, **params, action="product.delete")
         if deleted is not None:
             return
     _explain_refusal(product_id, identity, expected_etags)

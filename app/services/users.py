@@ -211,20 +211,16 @@ def _last_admin_would_go(locked: dict[str, User], leaving: Iterable[User]) -> bo
 LAST_ADMIN = "This would remove the last admin; grant admin to someone else first."
 
 
-def set_admin(
-    *, is_admin: bool, actor: Actor, email: str | None = None, user_id: str | None = None
-) -> AdminChange:
+def set_admin(*, is_admin: bool, actor: Actor, email: str | None = None, user_id: str | None = None) -> AdminChange:
     """Grant or revoke admin for one account (user_id) or every account whose verified email this is;
     never leaves the API without an admin. One audit record per account changed, in the same
     transaction; a revocation refused as the last admin's is recorded as refused."""
     if (email is None) == (user_id is None):
         raise ValueError("give exactly one of email or user_id")
-    found = (
-        AdminChange(updated=[get_user_or_404(user_id)]) if user_id is not None else verified_users_with_email(email)
-    )
+    found = AdminChange(updated=[get_user_or_404(user_id)]) if user_id is not None else verified_users_with_email(email)
     action = "admin.grant" if is_admin else "admin.revoke"
     locked = _lock_for_admin_action(actor, [user.user_id for user in found.updated], with_admins=not is_admin)
-    change = AdminChange(updated=[locked[user.user_id] for user in found.updated], skipped_unverified=found.skipped_unverified)
+    change = AdminChange([locked[user.user_id] for user in found.updated], found.skipped_unverified)
     addressed = {"email": email} if email is not None else {"user_id": user_id}
     skipped = [user.user_id for user in change.skipped_unverified]
     if not is_admin and _last_admin_would_go(locked, change.updated):
