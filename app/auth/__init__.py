@@ -61,11 +61,12 @@ def init_app(app: Flask) -> None:
     session.init_app(app)
     app.before_request(authenticate_if_required)
 
-    from app.auth.cli import admin_cli, auth_cli
+    from app.auth.cli import admin_cli, audit_cli, auth_cli
     from app.auth.routes import bp
 
     app.cli.add_command(auth_cli)
     app.cli.add_command(admin_cli)
+    app.cli.add_command(audit_cli)
     if issuer is not None:
         app.register_api(bp)
 

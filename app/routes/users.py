@@ -1,13 +1,15 @@
-"""Users: who am I, and (admins) deleting someone's products and disabling their account, or restoring it."""
+"""Users: who am I and what admins did to my account; (admins) disabling an account, or restoring it."""
 
 from flask_openapi3 import APIBlueprint, Tag
 
 from app.auth import current_actor, current_identity, require_admin, require_auth
 from app.auth.management import mirror
+from app.routes.admin import AUDIT_HEADERS, audit_page
 from app.routes.responses import SIGNED_IN, json_response
+from app.schemas.audit import MyAuditList, MyAuditQuery
 from app.schemas.common import ErrorOut
 from app.schemas.users import AccountOut, MeOut, UserDeletedOut, UserPath, UserRestoredOut
-from app.services import users
+from app.services import audit, users
 
 bp = APIBlueprint(
     "users",
@@ -25,6 +27,14 @@ def me():
     identity = current_identity()
     body = MeOut.model_validate(identity.user).model_copy(update={"is_admin": identity.is_admin})
     return json_response(body.model_dump(mode="json"))
+
+
+@bp.get("/me/audit", responses={200: MyAuditList, 422: ErrorOut}, openapi_extensions=AUDIT_HEADERS)
+@require_auth
+def my_audit(query: MyAuditQuery):
+    """Privileged actions on the caller's account and products (admins' changes, disables, grants), newest first."""
+    page = audit.list_records(**query.model_dump(), subject_user_id=current_identity().user.user_id)
+    return audit_page(page, MyAuditList)
 
 
 @bp.delete("/users/<user_id>", responses={200: UserDeletedOut, 404: ErrorOut, 409: ErrorOut})
