@@ -221,7 +221,7 @@ def set_admin(*, is_admin: bool, actor: Actor, email: str | None = None, user_id
     action = "admin.grant" if is_admin else "admin.revoke"
     locked = _lock_for_admin_action(actor, [user.user_id for user in found.updated], with_admins=not is_admin)
     change = AdminChange([locked[user.user_id] for user in found.updated], found.skipped_unverified)
-    addressed = {"email": email} if email is not None else {"user_id": user_id}
+    addressed = {"addressed": {"email": email} if email is not None else {"user_id": user_id}}
     skipped = [user.user_id for user in change.skipped_unverified]
     if not is_admin and _last_admin_would_go(locked, change.updated):
         for user in change.updated:
@@ -237,7 +237,7 @@ def set_admin(*, is_admin: bool, actor: Actor, email: str | None = None, user_id
     records = []
     for user in change.updated:
         before, user.is_admin = user.is_admin, is_admin
-        changes = {"is_admin": [before, is_admin], "email": user.email, **addressed}
+        changes = {"is_admin": [before, is_admin], "target_email": user.email, **addressed}
         if skipped:
             changes["skipped_unverified"] = skipped
         records.append(_write(actor, action, user, changes))
@@ -289,7 +289,7 @@ def disable_user(user_id: str, *, actor: Actor) -> tuple[User, int]:
         user.disabled_at = utcnow()
     changes = {
         "disabled_at": [audit.json_value(before), audit.json_value(user.disabled_at)],
-        "email": user.email,
+        "target_email": user.email,
         "products_deleted": products,
         "sessions_ended": sessions,
     }
@@ -305,7 +305,7 @@ def restore_user(user_id: str, *, actor: Actor) -> User:
     user = _lock_for_admin_action(actor, [user_id])[user_id]
     before = user.disabled_at
     user.disabled_at = None
-    record = _write(actor, "user.restore", user, {"disabled_at": [audit.json_value(before), None], "email": user.email})
+    record = _write(actor, "user.restore", user, {"disabled_at": [audit.json_value(before), None], "target_email": user.email})
     db.session.commit()
     audit.publish([record])
     return user
