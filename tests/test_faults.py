@@ -367,7 +367,10 @@ class TestAuditedWritesUnderFaults:
             lamp = make_product("auth0|alice").id
         real = urlsplit(database_url)
         proxy = CommitDropper(real.hostname, real.port or 5432).start()
-        through_proxy = real._replace(netloc=f"{real.username}@127.0.0.1:{proxy.port}").geturl()
+        # Sessions in UTC from the start: a new connection then commits nothing of its own (the app sets the
+        # zone otherwise), so each COMMIT the proxy loses is the action's.
+        query = real.query.replace("options=", "options=-ctimezone%3DUTC+")
+        through_proxy = real._replace(netloc=f"{real.username}@127.0.0.1:{proxy.port}", query=query).geturl()
         client = make_app(DATABASE_URL=through_proxy, DB_CONNECT_TIMEOUT="2").test_client()
         root = bearer(issuer.token("auth0|root", email="root@example.com"))
         assert client.get("/me", headers=root).status_code == 200  # synced now: no COMMIT of its own later
