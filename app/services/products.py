@@ -388,6 +388,7 @@ def _insert_statement():
 
 
 _INSERT = _insert_statement()
+_ENABLED = select(User.user_id).where(User.user_id == bindparam("owner"), User.disabled_at.is_(None))
 
 
 def create_product(*, owner: Identity, data: dict, idempotency_key: str | None = None) -> Created:
@@ -404,6 +405,8 @@ def create_product(*, owner: Identity, data: dict, idempotency_key: str | None =
             request_hash = idempotency.fingerprint("products.create", fields)
             outcome = idempotency.claim(connection, user_id=user_id, key=idempotency_key, request_hash=request_hash)
             if outcome is not None:
+                if connection.execute(_ENABLED, {"owner": user_id}).first() is None:
+                    raise _disabled()  # a replay answers for the account as it is now
                 return Created(outcome, replayed=True)
         now = utcnow()
         values.update(owner=user_id, version=1, created_at=now, updated_at=now)

@@ -305,7 +305,8 @@ def restore_user(user_id: str, *, actor: Actor) -> User:
     user = _lock_for_admin_action(actor, [user_id])[user_id]
     before = user.disabled_at
     user.disabled_at = None
-    record = _write(actor, "user.restore", user, {"disabled_at": [audit.json_value(before), None], "target_email": user.email})
+    changes = {"disabled_at": [audit.json_value(before), None], "target_email": user.email}
+    record = _write(actor, "user.restore", user, changes)
     db.session.commit()
     audit.publish([record])
     return user
