@@ -7,7 +7,8 @@ then verified again; a refresh that brings the same keys, or only new ones, keep
 built from them (the local user) only for IDENTITY_CACHE_SECONDS, after which the user is read
 again. A change made through this process's ORM to any user (admin granted or revoked, account
 deleted or disabled) drops every cached identity at once; a change made by another worker or
-host takes effect within IDENTITY_CACHE_SECONDS.
+host takes effect within IDENTITY_CACHE_SECONDS for reads. Writes never rely on this cache: each
+reads the caller's row in its own statement (app/services/products.py, `_caller_may_write`).
 
 Admin rights never wait that long. An identity whose admin rights come from the database is
 not remembered: an admin's user is read on every request, so a revocation made through any
