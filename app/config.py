@@ -342,6 +342,8 @@ def load_settings(instance_path: str, overrides: Mapping | None = None) -> dict:
         "SESSION_COOKIE_HTTPONLY": True,
         "PERMANENT_SESSION_LIFETIME": _int(env, "SESSION_LIFETIME", 8 * 3600, minimum=60),
         "LOG_LEVEL": (_str(env, "LOG_LEVEL", "INFO")).upper(),
+        # `flask audit prune` deletes audit records older than this many days; 0 keeps them all.
+        "AUDIT_RETENTION_DAYS": _int(env, "AUDIT_RETENTION_DAYS", 0),
         **_serving(env),
         **_metrics(env),
         **_auth(env, app_env, instance_path),

@@ -37,8 +37,8 @@ class TextFormatter(logging.Formatter):
         return f"{self._stamp},{int(record.msecs):03d}"
 
 
-# Fields the access log attaches to its records (see app.http).
-_EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "remote_addr")
+# Fields the access log attaches to its records (see app.http), and the audit trail's record (app.services.audit).
+_EXTRA_FIELDS = ("method", "path", "status", "duration_ms", "remote_addr", "audit")
 
 
 class JsonFormatter(logging.Formatter):

@@ -66,6 +66,12 @@ def _build() -> SimpleNamespace:
             token_rejections=Counter(
                 "dmarket_token_rejections", "Access tokens refused, by reason.", ["reason"], registry=registry
             ),
+            audit_records=Counter(
+                "dmarket_audit_records",
+                "Audit records written (privileged actions), by action and outcome (done, refused).",
+                ["action", "outcome"],
+                registry=registry,
+            ),
             jwks_fetches=Counter("dmarket_jwks_fetches", "Fetches of the issuer's signing keys.", registry=registry),
             jwks_failures=Counter(
                 "dmarket_jwks_fetch_failures", "Fetches of the issuer's signing keys that failed.", registry=registry
@@ -204,6 +210,12 @@ def token_rejected(message: str) -> None:
     if metrics is not None:
         reason = next((label for words, label in REJECTION_REASONS if words in message), "other")
         metrics.token_rejections.labels(reason).inc()
+
+
+def audit_recorded(action: str, outcome: str) -> None:
+    metrics = current_app.extensions.get(EXTENSION)
+    if metrics is not None:
+        metrics.audit_records.labels(action, outcome).inc()
 
 
 def rate_limited() -> None:

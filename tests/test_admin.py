@@ -3,7 +3,7 @@
 import pytest
 
 from app.extensions import db
-from app.models import User
+from app.models import Product, User
 from tests.factories import bearer, make_product, make_user
 from tests.issuer import MANAGEMENT_CLIENT_ID, MANAGEMENT_CLIENT_SECRET
 
@@ -298,3 +298,30 @@ class TestManagementApi:
         assert response.status_code == 200 and response.json["auth0_sync"] == "failed"
         with synced_app.app_context():
             assert db.session.get(User, "auth0|bob").disabled_at is not None
+
+
+class TestARevocationIsFinal:
+    """An admin's write to someone else's product reads the admin's row in its own statement."""
+
+    def test_a_revoked_admin_cannot_change_anothers_product(self, app, client, people, issuer):
+        with app.app_context():
+            make_user("auth0|mod", email="mod@example.com", is_admin=True)
+            product_id = db.session.scalar(db.select(Product.id).where(Product.user_id == "auth0|alice").limit(1))
+        mod = bearer(issuer.token("auth0|mod", email="mod@example.com"))
+        assert client.put(f"/products/{product_id}", json={"quantity": 5}, headers=mod).status_code == 200
+        with app.app_context():  # revoked elsewhere (another worker, the CLI on another host)
+            db.session.execute(db.text("UPDATE users SET is_admin = false WHERE user_id = 'auth0|mod'"))
+            db.session.commit()
+        for method in ("put", "delete"):
+            response = getattr(client, method)(f"/products/{product_id}", json={"quantity": 6}, headers=mod)
+            assert response.status_code == 403 and response.json["code"] == "forbidden"
+        with app.app_context():
+            assert db.session.get(Product, product_id).quantity == 5
+        assert client.post("/admin/set", json={"user_id": "auth0|bob"}, headers=mod).status_code == 403
+        assert not admin_flag(app, "auth0|bob")
+
+    def test_an_admin_by_the_tokens_claim_keeps_the_right(self, app, client, people, admin_headers):
+        with app.app_context():
+            product_id = db.session.scalar(db.select(Product.id).where(Product.user_id == "auth0|alice").limit(1))
+        response = client.put(f"/products/{product_id}", json={"quantity": 4}, headers=admin_headers)
+        assert response.status_code == 200 and response.json["quantity"] == 4

@@ -1,12 +1,15 @@
 """No lost data under concurrency: real gunicorn workers racing on one database (SQLite WAL or PostgreSQL)."""
 
+import itertools
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from app.extensions import db
-from app.models import Product, User
+from app.models import AuditRecord, Product, User
 from tests.factories import bearer, make_product, make_user
 from tests.live import LiveServer
 
@@ -132,3 +135,130 @@ def test_two_admins_revoking_each_other_at_once_leave_one_admin(live, issuer):
         with app.app_context():
             db.session.expire_all()
             assert db.session.query(User).filter_by(is_admin=True).count() == 1
+
+
+# Test-only: slows the disable between its product DELETE and its user UPDATE (the window a writer
+# slipped through before the user's row was locked first). Created in the test's own database only.
+SLOW_DISABLE = {
+    "postgresql": [
+        "CREATE FUNCTION slow_products_delete() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$",
+        "CREATE TRIGGER slow_products_delete AFTER DELETE ON products"
+        " FOR EACH STATEMENT EXECUTE FUNCTION slow_products_delete()",
+    ],
+    # SQLite has no sleep: each deleted row makes and measures a 40 MB string (tens of milliseconds).
+    "sqlite": [
+        "CREATE TRIGGER slow_products_delete AFTER DELETE ON products BEGIN SELECT length(hex(zeroblob(20000000))); END"
+    ],
+}
+
+
+class TestAFinalDisable:
+    """Issue 29: once `DELETE /users/{id}` or `/admin/unset` has answered 200, no write of that account
+    (or admin write of that admin) commits, on any of the four workers, whatever their caches hold."""
+
+    TRIES, SLOWED_TRIES, WRITERS = 8, 4, 3
+
+    @staticmethod
+    def hammer(send, act, *, before: float = 0.4, after: float = 0.6):
+        """WRITERS threads calling `send()` back to back; `act()` once they run. Returns the act's answer,
+        the monotonic time its 200 arrived, and every write as (sent at, status, body)."""
+        stop, writes = threading.Event(), []
+
+        def writer():
+            while not stop.is_set():
+                sent = time.monotonic()
+                response = send()
+                writes.append((sent, response.status_code, response.json()))
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=writer) for _ in range(TestAFinalDisable.WRITERS)]
+        for thread in threads:
+            thread.start()
+        time.sleep(before)
+        answer = act()
+        answered = time.monotonic()
+        time.sleep(after)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        return answer, answered, writes
+
+    def disable_race(self, app, url, issuer, tries: int, label: str):
+        root = bearer(issuer.token("auth0|root", email="root@example.com"))
+        with app.app_context():
+            make_user("auth0|root", email="root@example.com", is_admin=True)
+        for n in range(tries):
+            victim = f"auth0|{label}{n}"
+            token = bearer(issuer.token(victim, email=f"{label}{n}@example.com"))
+            assert requests.get(f"{url}/me", headers=token, timeout=10).status_code == 200
+            answer, answered, writes = self.hammer(
+                lambda token=token: requests.post(f"{url}/products/create", json=PRODUCT, headers=token, timeout=30),
+                lambda victim=victim: requests.delete(f"{url}/users/{victim}", headers=root, timeout=30),
+            )
+            assert answer.status_code == 200, answer.text
+            late = [(status, body) for sent, status, body in writes if sent > answered and status != 403]
+            assert late == [], f"try {n}: writes sent after the disable's 200 were not refused: {late[:3]}"
+            assert {status for _, status, _ in writes} <= {201, 403}
+            assert any(status == 201 for _, status, _ in writes)  # the race was run: writes went in before
+            refused = [body for sent, status, body in writes if sent > answered]
+            assert refused and all(body["code"] == "account_disabled" for body in refused)
+            with app.app_context():
+                left = db.session.scalar(db.select(db.func.count()).where(Product.user_id == victim))
+            assert left == 0, f"try {n}: {left} products left on the disabled account"
+
+    def test_no_write_commits_after_the_disable(self, live, issuer):
+        app, url = live
+        self.disable_race(app, url, issuer, self.TRIES, "victim")
+
+    def test_no_write_commits_after_a_disable_slowed_between_its_steps(self, live, issuer):
+        app, url = live
+        with app.app_context():
+            for statement in SLOW_DISABLE[db.engine.dialect.name]:
+                db.session.execute(db.text(statement))
+            db.session.commit()
+        self.disable_race(app, url, issuer, self.SLOWED_TRIES, "slowed")
+
+    def test_no_admin_write_commits_after_the_revocation(self, live, issuer):
+        app, url = live
+        root = bearer(issuer.token("auth0|root", email="root@example.com"))
+        with app.app_context():
+            make_user("auth0|root", email="root@example.com", is_admin=True)
+            product_id = make_product("auth0|alice", quantity=0).id
+        quantities = itertools.count(1)  # every update changes the product: each 200 is one commit
+        for n in range(self.TRIES):
+            moderator = f"auth0|mod{n}"
+            with app.app_context():
+                make_user(moderator, email=f"mod{n}@example.com", is_admin=True)
+            token = bearer(issuer.token(moderator, email=f"mod{n}@example.com"))
+            answer, answered, writes = self.hammer(
+                lambda token=token: requests.put(
+                    f"{url}/products/{product_id}", json={"quantity": next(quantities)}, headers=token, timeout=30
+                ),
+                lambda moderator=moderator: requests.post(
+                    f"{url}/admin/unset", json={"user_id": moderator}, headers=root, timeout=30
+                ),
+            )
+            assert answer.status_code == 200, answer.text
+            late = [(status, body) for sent, status, body in writes if sent > answered and status != 403]
+            assert late == [], f"try {n}: admin writes sent after the revocation's 200 were not refused: {late[:3]}"
+            assert {status for _, status, _ in writes} <= {200, 403}
+            with app.app_context():
+                product = db.session.get(Product, product_id)
+                audited = db.session.scalar(
+                    db.select(db.func.count()).where(
+                        AuditRecord.actor_id == moderator, AuditRecord.action == "product.update"
+                    )
+                )
+            # Every committed update was answered 200 and audited: none went in unseen.
+            assert audited == sum(status == 200 for _, status, _ in writes) > 0
+            assert product.version == 1 + db_updates_so_far(app, product_id)
+
+
+def db_updates_so_far(app, product_id: int) -> int:
+    with app.app_context():
+        return db.session.scalar(
+            db.select(db.func.count()).where(
+                AuditRecord.action == "product.update", AuditRecord.target_id == str(product_id)
+            )
+        )

@@ -18,9 +18,9 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 from app.extensions import db
-from app.models import Product
+from app.models import AuditRecord, Product, User
 from tests.databases import needs_postgres, postgres_base_url
-from tests.factories import bearer, make_product
+from tests.factories import bearer, make_product, make_user
 from tests.faultproxy import CommitDropper
 from tests.live import LiveServer
 
@@ -351,3 +351,90 @@ class TestChunkedBodies:
         response = self.post_chunked(client, user_headers, b'{"name": "Lamp", "price": "2.50", "quantity": 1}')
         assert response.status_code == 201
         assert products_in(app) == 1
+
+
+@needs_postgres
+class TestAuditedWritesUnderFaults:
+    """An audited action and its record are one transaction: a COMMIT whose answer is lost, or the
+    connection cut in the middle of the action (a database restart), leaves both or neither."""
+
+    @pytest.fixture
+    def proxied(self, make_app, database_url, issuer):
+        direct = make_app()  # migrates and seeds the test's schema, directly
+        with direct.app_context():
+            make_user("auth0|root", email="root@example.com", is_admin=True)
+            make_user("auth0|bob", email="bob@example.com")
+            lamp = make_product("auth0|alice").id
+        real = urlsplit(database_url)
+        proxy = CommitDropper(real.hostname, real.port or 5432).start()
+        # Sessions in UTC from the start: a new connection then commits nothing of its own (the app sets the
+        # zone otherwise), so each COMMIT the proxy loses is the action's.
+        query = real.query.replace("options=", "options=-ctimezone%3DUTC+")
+        through_proxy = real._replace(netloc=f"{real.username}@127.0.0.1:{proxy.port}", query=query).geturl()
+        client = make_app(DATABASE_URL=through_proxy, DB_CONNECT_TIMEOUT="2").test_client()
+        root = bearer(issuer.token("auth0|root", email="root@example.com"))
+        assert client.get("/me", headers=root).status_code == 200  # synced now: no COMMIT of its own later
+        try:
+            yield direct, client, proxy, root, lamp
+        finally:
+            proxy.cut()
+
+    @staticmethod
+    def audited(app, action: str) -> int:
+        with app.app_context():
+            return db.session.scalar(db.select(db.func.count()).where(AuditRecord.action == action))
+
+    def test_a_lost_commit_answer_leaves_both(self, proxied):
+        app, client, proxy, root, lamp = proxied
+        actions = [
+            ("product.update", lambda: client.put(f"/products/{lamp}", json={"quantity": 8}, headers=root)),
+            ("admin.grant", lambda: client.post("/admin/set", json={"user_id": "auth0|bob"}, headers=root)),
+            ("user.disable", lambda: client.delete("/users/auth0%7Calice", headers=root)),
+            ("user.restore", lambda: client.post("/users/auth0%7Calice/restore", headers=root)),
+        ]
+        for action, call in actions:
+            proxy.drop_commits(1)
+            response = call()
+            assert response.status_code == 503 and response.json["code"] == "database_unavailable", action
+            assert proxy.dropped >= 1
+            assert self.audited(app, action) == 1, action  # the COMMIT was made: the record is there...
+        with app.app_context():  # ...and so is every action's effect
+            bob, alice = db.session.get(User, "auth0|bob"), db.session.get(User, "auth0|alice")
+            assert bob.is_admin and alice.disabled_at is None
+            assert db.session.get(Product, lamp) is None  # the disable deleted it, after the update
+            disabled = db.session.scalar(db.select(AuditRecord).where(AuditRecord.action == "user.disable"))
+            assert [p["quantity"] for p in disabled.changes["products_deleted"]] == [8]
+
+    @pytest.mark.parametrize("action", ["product.delete", "user.disable"])
+    def test_a_connection_cut_in_the_middle_leaves_neither(self, proxied, action):
+        app, client, proxy, root, lamp = proxied
+        with app.app_context():  # the action's product DELETE takes a second: the cut lands inside it
+            db.session.execute(
+                db.text(
+                    "CREATE FUNCTION slow_delete() RETURNS trigger LANGUAGE plpgsql AS"
+                    " $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$"
+                )
+            )
+            db.session.execute(
+                db.text("CREATE TRIGGER slow_delete AFTER DELETE ON products EXECUTE FUNCTION slow_delete()")
+            )
+            db.session.commit()
+        path = f"/products/{lamp}" if action == "product.delete" else "/users/auth0%7Calice"
+        answers = []
+        call = threading.Thread(target=lambda: answers.append(client.delete(path, headers=root)))
+        call.start()
+        time.sleep(0.4)
+        proxy.cut()  # the restart: the server loses the connection mid-transaction and rolls it back
+        call.join(timeout=30)
+        proxy.restore()
+        assert answers[0].status_code == 503 and answers[0].json["code"] == "database_unavailable"
+        time.sleep(1.5)  # the server-side transaction ends (pg_sleep finishes, the lost client is noticed)
+        assert self.audited(app, action) == 0
+        with app.app_context():
+            assert db.session.get(Product, lamp) is not None
+            assert db.session.get(User, "auth0|alice").disabled_at is None
+        again = client.delete(path, headers=root)  # recovered: done once, recorded once
+        assert again.status_code == 200
+        assert self.audited(app, action) == 1
+        with app.app_context():
+            assert db.session.get(Product, lamp) is None

@@ -222,3 +222,63 @@ class TestDeleteUser:
         assert client.post("/users/auth0%7Cbob/restore").status_code == 401
         missing = client.post("/users/auth0%7Cnobody/restore", headers=root_headers)
         assert missing.status_code == 404 and missing.json["message"] == "The user was not found."
+
+
+DISABLE_ALICE = "UPDATE users SET disabled_at = CURRENT_TIMESTAMP WHERE user_id = 'auth0|alice'"
+
+
+class TestAFinalDisable:
+    """Writes read the account's state in their own statement: a cache that still remembers the
+    account as enabled (as another worker's would) lets no write through."""
+
+    @pytest.fixture
+    def disabled_behind_the_cache(self, app, client, user_headers):
+        """alice's identity cached as enabled, then her account disabled in the database directly (as
+        another worker or host would: no ORM event reaches this process's cache)."""
+        with app.app_context():
+            product_id = make_product("auth0|alice").id
+        assert client.get("/me", headers=user_headers).status_code == 200  # cached
+        with app.app_context():
+            db.session.execute(
+                db.text("UPDATE users SET disabled_at = CURRENT_TIMESTAMP WHERE user_id = 'auth0|alice'")
+            )
+            db.session.commit()
+        assert client.get("/me", headers=user_headers).status_code == 200  # reads may lag: still cached
+        return product_id
+
+    def assert_untouched(self, app, product_id: int) -> None:
+        with app.app_context():
+            product = db.session.get(Product, product_id)
+            assert (product.quantity, product.version) == (3, 1)
+            assert db.session.query(Product).count() == 1
+
+    def test_a_create_is_refused(self, app, client, user_headers, disabled_behind_the_cache):
+        response = client.post("/products", json={"name": "Late", "price": "1", "quantity": 1}, headers=user_headers)
+        assert response.status_code == 403 and response.json["code"] == "account_disabled"
+        self.assert_untouched(app, disabled_behind_the_cache)
+
+    def test_a_replayed_create_is_refused(self, app, client, user_headers):
+        key = {**user_headers, "Idempotency-Key": "k-1"}
+        first = client.post("/products", json={"name": "Early", "price": "1", "quantity": 1}, headers=key)
+        assert first.status_code == 201
+        with app.app_context():
+            db.session.execute(
+                db.text("UPDATE users SET disabled_at = CURRENT_TIMESTAMP WHERE user_id = 'auth0|alice'")
+            )
+            db.session.commit()
+        replay = client.post("/products", json={"name": "Early", "price": "1", "quantity": 1}, headers=key)
+        assert replay.status_code == 403 and replay.json["code"] == "account_disabled"
+
+    @pytest.mark.parametrize("method", ["put", "patch", "delete"])
+    def test_an_update_or_delete_is_refused(self, app, client, user_headers, disabled_behind_the_cache, method):
+        path = f"/products/{disabled_behind_the_cache}"
+        response = getattr(client, method)(path, json={"quantity": 9}, headers=user_headers)
+        assert response.status_code == 403 and response.json["code"] == "account_disabled"
+        self.assert_untouched(app, disabled_behind_the_cache)
+
+    def test_after_a_restore_writes_go_through_again(self, app, client, user_headers, disabled_behind_the_cache):
+        with app.app_context():
+            db.session.execute(db.text("UPDATE users SET disabled_at = NULL WHERE user_id = 'auth0|alice'"))
+            db.session.commit()
+        response = client.put(f"/products/{disabled_behind_the_cache}", json={"quantity": 9}, headers=user_headers)
+        assert response.status_code == 200 and response.json["quantity"] == 9

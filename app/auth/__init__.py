@@ -8,13 +8,19 @@ from flask_openapi3 import APIBlueprint
 from app import metrics
 from app.auth import session
 from app.auth.cache import TokenCache
-from app.auth.decorators import authenticate_if_required, current_identity, require_admin, require_auth
+from app.auth.decorators import (
+    authenticate_if_required,
+    current_actor,
+    current_identity,
+    require_admin,
+    require_auth,
+)
 from app.auth.local_issuer import LocalIssuer
 from app.auth.management import client_for
 from app.auth.signin import oauth_client
 from app.auth.verifier import JWKSCache, TokenVerifier, fetch_oidc_jwks
 
-__all__ = ["current_identity", "init_app", "require_admin", "require_auth", "signin_blueprint"]
+__all__ = ["current_actor", "current_identity", "init_app", "require_admin", "require_auth", "signin_blueprint"]
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +63,12 @@ def init_app(app: Flask) -> None:
     session.init_app(app)
     app.before_request(authenticate_if_required)
 
-    from app.auth.cli import admin_cli, auth_cli
+    from app.auth.cli import admin_cli, audit_cli, auth_cli
     from app.auth.routes import bp
 
     app.cli.add_command(auth_cli)
     app.cli.add_command(admin_cli)
+    app.cli.add_command(audit_cli)
     if issuer is not None:
         app.register_api(bp)
 

@@ -8,7 +8,8 @@ while that key set may still accept tokens (`JWKSCache.usable`: never past its a
 built from them (the local user) only for IDENTITY_CACHE_SECONDS, after which the user is read
 again. A change made through this process's ORM to any user (admin granted or revoked, account
 deleted or disabled) drops every cached identity at once; a change made by another worker or
-host takes effect within IDENTITY_CACHE_SECONDS.
+host takes effect within IDENTITY_CACHE_SECONDS for reads. Writes never rely on this cache: each
+reads the caller's row in its own statement (app/services/products.py, `_caller_may_write`).
 
 Admin rights never wait that long. An identity whose admin rights come from the database is
 not remembered: an admin's user is read on every request, so a revocation made through any
@@ -21,7 +22,7 @@ counts at once too.
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import event, inspect
@@ -49,7 +50,7 @@ def _detached(identity: Identity) -> Identity:
     """A copy whose user outlives the request's session (column values only, never flushed)."""
     user = identity.user
     snapshot = User(**{attr.key: getattr(user, attr.key) for attr in inspect(User).column_attrs})
-    return Identity(user=snapshot, is_admin=identity.is_admin, claims=identity.claims)
+    return replace(identity, user=snapshot)
 
 
 class TokenCache:

@@ -1,4 +1,5 @@
-"""Command line: `flask auth token EMAIL` and `flask auth signin-link` (local mode), `flask admin grant|revoke|list`.
+"""Command line: `flask auth token EMAIL` and `flask auth signin-link` (local mode), `flask admin grant|revoke|list`,
+`flask audit prune`.
 
 `grant`/`revoke` follow the API's rule: an EMAIL reaches only accounts whose email the
 provider verified; `--user-id` reaches exactly one account.
@@ -10,10 +11,11 @@ from flask.cli import AppGroup
 
 from app.auth import local_signin_url
 from app.errors import ApiError
-from app.services import users
+from app.services import audit, users
 
 auth_cli = AppGroup("auth", help="Development access tokens (AUTH_MODE=local only).")
 admin_cli = AppGroup("admin", help="Grant, revoke and list admins (for the first admin, or without a browser).")
+audit_cli = AppGroup("audit", help="The audit trail of privileged actions.")
 
 
 @auth_cli.command("token")
@@ -46,7 +48,7 @@ def _set_admin(email: str | None, user_id: str | None, is_admin: bool) -> None:
     if (email is None) == (user_id is None):
         raise click.UsageError("give exactly one of EMAIL or --user-id")
     try:
-        change = users.set_admin(email=email, user_id=user_id, is_admin=is_admin)
+        change = users.set_admin(email=email, user_id=user_id, is_admin=is_admin, actor=audit.cli_actor())
     except ApiError as exc:
         skipped = exc.details.get("skipped_unverified", []) if isinstance(exc.details, dict) else []
         for skipped_id in skipped:
@@ -94,3 +96,19 @@ def list_admins() -> None:
             "No admins yet: `flask admin grant EMAIL` (a verified email) or `flask admin grant --user-id ID`"
             " after that user has signed in once, or set ADMIN_EMAILS."
         )
+
+
+@audit_cli.command("prune")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Delete records older than this many days (default: AUDIT_RETENTION_DAYS).",
+)
+def prune(days: int | None) -> None:
+    """Delete audit records older than AUDIT_RETENTION_DAYS (or --days); the pruning is itself recorded."""
+    days = days or current_app.config["AUDIT_RETENTION_DAYS"]
+    if not days:
+        click.echo("AUDIT_RETENTION_DAYS is 0: every audit record is kept (pass --days to prune once).")
+        return
+    deleted = audit.prune(days=days, actor=audit.cli_actor())
+    click.echo(f"{deleted} audit record(s) older than {days} day(s) deleted; the pruning is recorded.")

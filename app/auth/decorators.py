@@ -15,6 +15,7 @@ from app import metrics
 from app.auth.session import end_session, ensure_same_site_request, session_token
 from app.auth.verifier import InvalidToken, IssuerUnavailable
 from app.errors import Forbidden, ServiceUnavailable, Unauthorized
+from app.services.audit import Actor
 from app.services.users import Identity, ensure_enabled, sync_user
 
 AUTH_LEVEL = "auth_level"
@@ -150,3 +151,16 @@ def _verify(verifier, token: str, *, via: str) -> dict:
             code="issuer_unavailable",
             headers={"Retry-After": "5"},
         ) from None
+
+
+def current_actor() -> Actor:
+    """The caller as an audit record names them: account, email now, the request's id and the
+    client address the API trusts (after TRUSTED_PROXIES)."""
+    identity = current_identity()
+    return Actor(
+        user_id=identity.user.user_id,
+        email=identity.user.email,
+        request_id=g.get("request_id"),
+        address=request.remote_addr,
+        claim_admin=identity.claim_admin,
+    )

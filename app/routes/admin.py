@@ -1,11 +1,12 @@
-"""Admins: list users, grant and revoke admin; anyone signed in may ask whether they are one."""
+"""Admins: list users, grant and revoke admin, read the audit trail; anyone signed in may ask whether they are one."""
 
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.auth import current_identity, require_admin, require_auth
+from app.auth import current_actor, current_identity, require_admin, require_auth
 from app.auth.management import mirror
 from app.openapi import response_headers
-from app.routes.responses import PROTECTED, SIGNED_IN, json_response
+from app.routes.responses import PROTECTED, SIGNED_IN, json_response, pagination_links
+from app.schemas.audit import AuditList, AuditQuery
 from app.schemas.common import ErrorOut
 from app.schemas.users import (
     AccountOut,
@@ -16,7 +17,7 @@ from app.schemas.users import (
     UserList,
     UserQuery,
 )
-from app.services import users
+from app.services import audit, users
 
 bp = APIBlueprint(
     "admin",
@@ -42,7 +43,7 @@ def list_users(query: UserQuery):
 
 
 def _change_admin(target: AdminTarget, is_admin: bool):
-    change = users.set_admin(email=target.email, user_id=target.user_id, is_admin=is_admin)
+    change = users.set_admin(email=target.email, user_id=target.user_id, is_admin=is_admin, actor=current_actor())
     sync = mirror(lambda auth0: [auth0.set_admin(user.user_id, is_admin) for user in change.updated])
     verb = "granted to" if is_admin else "revoked from"
     message = f"Admin {verb} {len(change.updated)} account(s)."
@@ -88,3 +89,24 @@ def revoke_admin(body: AdminTarget):
 def check_admin():
     """Whether the caller has admin rights."""
     return json_response({"is_admin": current_identity().is_admin})
+
+
+AUDIT_HEADERS = response_headers(200, "Link", sometimes=("X-Total-Count", "X-Next-Cursor"))
+
+
+def audit_page(page, body_model):
+    """A page of audit records with the headers /products pages carry (Link, X-Total-Count, X-Next-Cursor)."""
+    headers = {"Link": pagination_links(page)}
+    if page.total is not None:
+        headers["X-Total-Count"] = str(page.total)
+    if page.next_cursor:
+        headers["X-Next-Cursor"] = page.next_cursor
+    body = body_model.model_validate({"records": [row._mapping for row in page.items]})
+    return json_response(body.model_dump_json(), headers=headers)
+
+
+@bp.get("/audit", responses={200: AuditList, 422: ErrorOut}, openapi_extensions=AUDIT_HEADERS)
+@require_admin
+def list_audit(query: AuditQuery):
+    """The audit trail of privileged actions, newest first; filter by actor, target, action, since, until."""
+    return audit_page(audit.list_records(**query.model_dump()), AuditList)

@@ -5,7 +5,7 @@ from dataclasses import replace
 from flask import current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
 
-from app.auth import current_identity, require_auth
+from app.auth import current_actor, current_identity, require_auth
 from app.models.product import etag_of
 from app.openapi import request_headers, response_headers
 from app.routes.responses import (
@@ -168,6 +168,7 @@ def update_product(path: ProductPath, body: ProductUpdate):
         identity=current_identity(),
         changes=body.model_dump(exclude_unset=True),
         expected_etags=_if_match(),
+        actor=current_actor(),
     )
     return with_etag(json_response(ProductOut.model_validate(product).model_dump_json()), product.version)
 
@@ -182,5 +183,7 @@ def update_product(path: ProductPath, body: ProductUpdate):
 @require_auth
 def delete_product(path: ProductPath):
     """Delete a product (owner or admin)."""
-    products.delete_product(product_id=path.product_id, identity=current_identity(), expected_etags=_if_match())
+    products.delete_product(
+        product_id=path.product_id, identity=current_identity(), expected_etags=_if_match(), actor=current_actor()
+    )
     return json_response({"message": "The product was deleted."})

@@ -43,18 +43,19 @@ class Page:
         return min(last, self.max_page) if self.max_page else last
 
 
-def _signer() -> Signer:
-    return Signer(current_app.config["SECRET_KEY"], salt=_SALT, digest_method=hashlib.sha256)
+def _signer(salt: str = _SALT) -> Signer:
+    return Signer(current_app.config["SECRET_KEY"], salt=salt, digest_method=hashlib.sha256)
 
 
-def encode_cursor(sort: str, value: Any, row_id: int) -> str:
+def encode_cursor(sort: str, value: Any, row_id: int, *, salt: str = _SALT) -> str:
+    """`salt` keeps one listing's cursors from being accepted by another."""
     raw = json.dumps(
         {"s": sort, "v": value.isoformat() if isinstance(value, datetime) else str(value), "id": row_id},
         separators=(",", ":"),
         ensure_ascii=False,  # UTF-8, not \uXXXX escapes: a name of 64 emoji stays under CURSOR_MAX_LENGTH
     )
     payload = base64.urlsafe_b64encode(raw.encode()).rstrip(b"=")
-    return _signer().sign(payload).decode()
+    return _signer(salt).sign(payload).decode()
 
 
 def _id(value: Any) -> int:
@@ -90,7 +91,7 @@ def _time(value: str) -> datetime:
 _DECODERS = {"id": lambda value: _id(int(value)), "name": _text, "price": _price, "created_at": _time}
 
 
-def decode_cursor(token: str, sort: str) -> tuple[Any, int]:
+def decode_cursor(token: str, sort: str, *, salt: str = _SALT) -> tuple[Any, int]:
     """The (sort value, id) a cursor points after; 422 unless this API signed it, for this sort.
 
     The signature keeps out forged and edited cursors; the checks behind it are a second
@@ -98,7 +99,7 @@ def decode_cursor(token: str, sort: str) -> tuple[Any, int]:
     with a value it would choke on.
     """
     try:
-        payload = _signer().unsign(token.encode("ascii"))
+        payload = _signer(salt).unsign(token.encode("ascii"))
         data = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
         if not isinstance(data, dict) or data.get("s") != sort or not isinstance(data.get("v"), str):
             raise ValueError("not for this sort")

@@ -11,6 +11,7 @@ from flask import current_app
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     Integer,
     and_,
     any_,
@@ -27,11 +28,12 @@ from sqlalchemy import (
 
 from app.errors import Forbidden, NotFound, PreconditionFailed
 from app.extensions import db, retry_if_disconnected
-from app.models import Product, ProductStats
+from app.models import Product, ProductStats, User
 from app.models.ddl import SQLITE_SEARCH_TABLE
 from app.models.product import PHRASE_SEPARATORS, etag_of, joined_words
 from app.models.types import utcnow
-from app.services import idempotency
+from app.services import audit, idempotency
+from app.services.audit import Actor
 from app.services.locking import write_transaction
 from app.services.paging import Page, decode_cursor, encode_cursor
 from app.services.prepared import PreparedRead
@@ -328,12 +330,6 @@ def read_product_or_404(product_id: int):
     return row
 
 
-def ensure_can_edit(product: Product, identity: Identity) -> None:
-    """Only the owner or an admin may change or delete a product."""
-    if product.user_id != identity.user.user_id and not identity.is_admin:
-        raise Forbidden("Only the product's owner or an admin can change it.")
-
-
 @dataclass(frozen=True)
 class Created:
     """What a create answers: the product's fields as stored (`snapshot`), or as first answered (a replay)."""
@@ -357,7 +353,42 @@ def snapshot(product) -> dict[str, Any]:
     }
 
 
-_INSERT = Product.__table__.insert().returning(*Product.__table__.c)
+def _caller_may_write(*, admin: bool = False):
+    """EXISTS: the caller's account (`owner`) is enabled, read under a key-share lock on its row.
+
+    An admin statement also needs the caller to be an admin still (or the token's claim,
+    `claim_admin`), unless the product is the caller's own. The lock conflicts with the one a
+    disable or a revocation takes first (app/services/users.py): a write that holds it commits
+    before they go on; one that waits for it reads the row again when they commit (PostgreSQL's
+    READ COMMITTED recheck) and finds the account disabled, or no longer an admin. SQLite has no
+    row locks (the clause is left out): its writes take turns, each reading the latest state.
+    One primary-key probe inside the write's own statement: no extra round trip.
+    """
+    users, products = User.__table__, Product.__table__
+    conditions = [users.c.user_id == bindparam("owner"), users.c.disabled_at.is_(None)]
+    if admin:
+        claim = bindparam("claim_admin", type_=Boolean)
+        conditions.append(or_(users.c.is_admin.is_(True), claim, users.c.user_id == products.c.user_id))
+    probe = select(literal_column("1")).select_from(users).where(*conditions)
+    return probe.with_for_update(read=True, key_share=True).exists()
+
+
+def _insert_statement():
+    """INSERT ... SELECT from the owner's row, only while the account is enabled (see `_caller_may_write`)."""
+    products, users = Product.__table__, User.__table__
+    names = ("name", "description", "price", "quantity", "version", "created_at", "updated_at")
+    values = [bindparam(name, type_=products.c[name].type) for name in names]
+    values[2] = cast(values[2], products.c.price.type)  # PostgreSQL would read an untyped price as text
+    source = (
+        select(*values, users.c.user_id)
+        .where(users.c.user_id == bindparam("owner"), users.c.disabled_at.is_(None))
+        .with_for_update(read=True, key_share=True)
+    )
+    return products.insert().from_select([*names, "user_id"], source).returning(*products.c)
+
+
+_INSERT = _insert_statement()
+_ENABLED = select(User.user_id).where(User.user_id == bindparam("owner"), User.disabled_at.is_(None))
 
 
 def create_product(*, owner: Identity, data: dict, idempotency_key: str | None = None) -> Created:
@@ -374,10 +405,15 @@ def create_product(*, owner: Identity, data: dict, idempotency_key: str | None =
             request_hash = idempotency.fingerprint("products.create", fields)
             outcome = idempotency.claim(connection, user_id=user_id, key=idempotency_key, request_hash=request_hash)
             if outcome is not None:
+                if connection.execute(_ENABLED, {"owner": user_id}).first() is None:
+                    raise _disabled()  # a replay answers for the account as it is now
                 return Created(outcome, replayed=True)
         now = utcnow()
-        values.update(user_id=user_id, version=1, created_at=now, updated_at=now)
-        created = snapshot(connection.execute(_INSERT, values).one())
+        values.update(owner=user_id, version=1, created_at=now, updated_at=now)
+        row = connection.execute(_INSERT, values).first()
+        if row is None:  # the account was disabled (another worker's cache may not know yet)
+            raise _disabled()
+        created = snapshot(row)
         if idempotency_key is not None:
             idempotency.record(connection, user_id=user_id, key=idempotency_key, outcome=created)
     return Created(created)
@@ -393,11 +429,13 @@ def _if_match_versions(expected_etags) -> list[int] | None:
 
 def _guards(*, owner_only: bool, versions: bool) -> list:
     """What a write of one product depends on, as conditions of its own statement: the id, the
-    caller's right to edit it (owner, unless admin), and the versions If-Match names."""
+    caller's right to edit it (owner, unless admin; the account enabled, and an admin's rights
+    still held, read under a lock: `_caller_may_write`), and the versions If-Match names."""
     products = Product.__table__
     conditions = [products.c.id == bindparam("product_id")]
     if owner_only:
         conditions.append(products.c.user_id == bindparam("owner"))
+    conditions.append(_caller_may_write(admin=not owner_only))
     if versions:
         conditions.append(products.c.version.in_(bindparam("versions", expanding=True)))
     return conditions
@@ -424,28 +462,82 @@ def _delete_statement(*, owner_only: bool, versions: bool):
     return products.delete().where(*_guards(owner_only=owner_only, versions=versions)).returning(products.c.id)
 
 
-def _guarded_write(statement, params: dict, *, product_id: int, identity: Identity, versions):
+# An admin's write reads the product first, locked, after the caller's row (the order every write
+# locks in): what it was is what the audit record says changed, when the product is someone else's.
+_ADMIN_READ = (
+    select(Product.__table__)
+    .where(Product.__table__.c.id == bindparam("product_id"), _caller_may_write(admin=True))
+    .with_for_update(of=Product.__table__)
+)
+
+
+def _guarded_write(statement, params: dict, *, product_id: int, identity: Identity, versions, actor, action: str):
     """Run one guarded statement in the writer's turn and commit; its RETURNING row, or None.
 
     On a connection of its own, outside the ORM session: one statement needs none of the
     session's transaction bookkeeping, which cost more than the statement (a tenth of a PUT).
     The commit ends the transaction either way (SQLite held its write lock for the statement).
+    An admin changing someone else's product is audited in the same transaction.
     """
-    params.update(product_id=product_id, owner=identity.user.user_id, versions=versions)
+    user_id = identity.user.user_id
+    params.update(product_id=product_id, owner=user_id, versions=versions, claim_admin=identity.claim_admin)
+    record = None
     with write_transaction() as connection:
-        return connection.execute(statement, params).first()
+        before = connection.execute(_ADMIN_READ, params).first() if identity.is_admin else None
+        if identity.is_admin and before is None:
+            return None
+        row = connection.execute(statement, params).first()
+        if row is not None and before is not None and before.user_id != user_id:
+            record = _audit(connection, actor or Actor(user_id, identity.user.email), action, before, row)
+    if record is not None:
+        audit.publish([record])
+    return row
+
+
+def _audit(connection, actor: Actor, action: str, before, after) -> dict:
+    """The record of an admin's change to another's product: the fields that changed, or its last content."""
+    if action == "product.delete":
+        changes = {"product": audit.content(before)}
+    else:
+        old, new = audit.content(before), audit.content(after)
+        changes = {key: [old[key], new[key]] for key in (*EDITABLE_FIELDS, "version") if old[key] != new[key]}
+    return audit.write(
+        connection,
+        actor=actor,
+        action=action,
+        target_type="product",
+        target_id=str(before.id),
+        subject_user_id=before.user_id,
+        changes=changes,
+    )
+
+
+def _disabled() -> Forbidden:
+    return Forbidden("This account has been disabled by an administrator.", code="account_disabled")
+
+
+def _caller_is_admin_now(identity: Identity) -> bool:
+    """The caller's account as it is now (not as a cache remembers it): 403 if disabled; whether admin."""
+    state = db.session.execute(
+        select(User.disabled_at, User.is_admin).where(User.user_id == identity.user.user_id)
+    ).first()
+    if state is None or state.disabled_at is not None:
+        raise _disabled()
+    return state.is_admin or identity.claim_admin
 
 
 def _explain_refusal(product_id: int, identity: Identity, expected_etags):
     """Why a guarded write touched no row: 404, 403 or 412 raised; else the row as it is (nothing to change)."""
+    is_admin = _caller_is_admin_now(identity)
     current = read_product_or_404(product_id)
-    ensure_can_edit(current, identity)
+    if current.user_id != identity.user.user_id and not is_admin:
+        raise Forbidden("Only the product's owner or an admin can change it.")
     if expected_etags is not None and not expected_etags.contains(etag_of(current.version)):
         raise PreconditionFailed()
     return current
 
 
-def update_product(*, product_id: int, identity: Identity, changes: dict, expected_etags=None):
+def update_product(*, product_id: int, identity: Identity, changes: dict, expected_etags=None, actor=None):
     """Apply editable fields in one `UPDATE ... RETURNING`, as a plain row.
 
     The statement itself checks everything a write depends on (`_guards`) and that some field
@@ -459,18 +551,28 @@ def update_product(*, product_id: int, identity: Identity, changes: dict, expect
         statement = _update_statement(tuple(fields), owner_only=not identity.is_admin, versions=versions is not None)
         params = {f"new_{key}": value for key, value in fields.items()}
         params["now"] = utcnow()
-        row = _guarded_write(statement, params, product_id=product_id, identity=identity, versions=versions)
+        row = _guarded_write(
+            statement,
+            params,
+            product_id=product_id,
+            identity=identity,
+            versions=versions,
+            actor=actor,
+            action="product.update",
+        )
         if row is not None:
             return row
     return _explain_refusal(product_id, identity, expected_etags)
 
 
-def delete_product(*, product_id: int, identity: Identity, expected_etags=None) -> None:
+def delete_product(*, product_id: int, identity: Identity, expected_etags=None, actor=None) -> None:
     """Delete in one `DELETE ... RETURNING` under the same guards as an update; a read says why when none went."""
     versions = _if_match_versions(expected_etags)
     if versions != []:
         statement = _delete_statement(owner_only=not identity.is_admin, versions=versions is not None)
-        if _guarded_write(statement, {}, product_id=product_id, identity=identity, versions=versions) is not None:
+        params = {"product_id": product_id, "identity": identity, "versions": versions, "actor": actor}
+        deleted = _guarded_write(statement, {}, **params, action="product.delete")
+        if deleted is not None:
             return
     _explain_refusal(product_id, identity, expected_etags)
     # The row is there, editable, at a version If-Match names, yet the DELETE missed it: it changed

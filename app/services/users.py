@@ -5,13 +5,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import Conflict, Forbidden, NotFound
 from app.extensions import db
 from app.models import Product, User
 from app.models.types import utcnow
+from app.services import audit
+from app.services.audit import Actor
 from app.services.locking import begin_write
 from app.services.paging import Page
 from app.services.sessions import end_sessions_of
@@ -24,6 +26,7 @@ class Identity:
     user: User
     is_admin: bool
     claims: dict[str, Any]
+    claim_admin: bool = False  # admin through the token's claim (which no revocation here can take away)
 
 
 def claim_grants_admin(value: Any) -> bool:
@@ -102,8 +105,8 @@ def sync_user(*, claims: dict[str, Any], admin_claim: str, admin_emails: Iterabl
             user = db.session.get(User, sub)
     elif user.disabled_at is None and _refresh(user, email=email, verified=verified, name=name):
         db.session.commit()
-    is_admin = user.is_admin or claim_grants_admin(claims.get(admin_claim))
-    return Identity(user=user, is_admin=is_admin, claims=claims)
+    claim_admin = claim_grants_admin(claims.get(admin_claim))
+    return Identity(user=user, is_admin=user.is_admin or claim_admin, claims=claims, claim_admin=claim_admin)
 
 
 def ensure_enabled(user: User) -> None:
@@ -172,52 +175,138 @@ def admins() -> list[User]:
     return list(db.session.scalars(select(User).where(User.is_admin.is_(True)).order_by(User.created_at)).all())
 
 
-def _ensure_an_admin_remains(leaving: Iterable[User]) -> None:
-    """Only enabled admins count. Locks the admins first (rows on PostgreSQL, the database on
-    SQLite): two concurrent revocations cannot both pass the check."""
-    leaving_ids = {user.user_id for user in leaving if user.is_admin and user.disabled_at is None}
-    if not leaving_ids:
-        return
+def _lock_for_admin_action(actor: Actor, user_ids: Iterable[str], *, with_admins: bool = False) -> dict[str, User]:
+    """Lock, in one statement and in user_id order, the actor's row, the targets' and (`with_admins`)
+    every enabled admin's, then check that the actor may still act: the rule that makes a disable or
+    a revocation final for admin actions too.
+
+    The rows are read again under the lock (FOR UPDATE on PostgreSQL; SQLite's write lock,
+    BEGIN IMMEDIATE). A revocation or disable of the actor that committed first is seen here;
+    one that comes later waits for this transaction. One sorted statement per action: two
+    admins acting on each other queue instead of deadlocking.
+    """
     begin_write()
-    active = select(User.user_id).where(User.is_admin.is_(True), User.disabled_at.is_(None)).with_for_update()
-    if not set(db.session.scalars(active)) - leaving_ids:
-        raise Conflict("This would remove the last admin; grant admin to someone else first.", code="last_admin")
+    ids = set(user_ids) | (set() if actor.is_cli else {actor.user_id})
+    condition = User.user_id.in_(ids)
+    if with_admins:
+        condition = or_(condition, and_(User.is_admin.is_(True), User.disabled_at.is_(None)))
+    locked = select(User).where(condition).order_by(User.user_id).with_for_update()
+    rows = {user.user_id: user for user in db.session.scalars(locked.execution_options(populate_existing=True))}
+    if not actor.is_cli:
+        me = rows.get(actor.user_id)
+        if me is None or me.disabled_at is not None:
+            raise Forbidden("This account has been disabled by an administrator.", code="account_disabled")
+        if not (me.is_admin or actor.claim_admin):
+            raise Forbidden("Admin rights are required.")
+    return rows
 
 
-def set_admin(*, is_admin: bool, email: str | None = None, user_id: str | None = None) -> AdminChange:
+def _last_admin_would_go(locked: dict[str, User], leaving: Iterable[User]) -> bool:
+    """Only enabled admins count (all of them are among the locked rows)."""
+    leaving_ids = {user.user_id for user in leaving if user.is_admin and user.disabled_at is None}
+    active = {user_id for user_id, user in locked.items() if user.is_admin and user.disabled_at is None}
+    return bool(leaving_ids) and not active - leaving_ids
+
+
+LAST_ADMIN = "This would remove the last admin; grant admin to someone else first."
+
+
+def set_admin(*, is_admin: bool, actor: Actor, email: str | None = None, user_id: str | None = None) -> AdminChange:
     """Grant or revoke admin for one account (user_id) or every account whose verified email this is;
-    never leaves the API without an admin."""
+    never leaves the API without an admin. One audit record per account changed, in the same
+    transaction; a revocation refused as the last admin's is recorded as refused."""
     if (email is None) == (user_id is None):
         raise ValueError("give exactly one of email or user_id")
-    change = (
-        AdminChange(updated=[get_user_or_404(user_id)]) if user_id is not None else verified_users_with_email(email)
-    )
-    if not is_admin:
-        _ensure_an_admin_remains(change.updated)
+    found = AdminChange(updated=[get_user_or_404(user_id)]) if user_id is not None else verified_users_with_email(email)
+    action = "admin.grant" if is_admin else "admin.revoke"
+    locked = _lock_for_admin_action(actor, [user.user_id for user in found.updated], with_admins=not is_admin)
+    change = AdminChange([locked[user.user_id] for user in found.updated], found.skipped_unverified)
+    addressed = {"addressed": {"email": email} if email is not None else {"user_id": user_id}}
+    skipped = [user.user_id for user in change.skipped_unverified]
+    if not is_admin and _last_admin_would_go(locked, change.updated):
+        for user in change.updated:
+            audit.record_refusal(
+                actor=actor,
+                action=action,
+                target_type="user",
+                target_id=user.user_id,
+                subject_user_id=user.user_id,
+                changes={"reason": "last_admin", **addressed},
+            )
+        raise Conflict(LAST_ADMIN, code="last_admin")
+    records = []
     for user in change.updated:
-        user.is_admin = is_admin
+        before, user.is_admin = user.is_admin, is_admin
+        changes = {"is_admin": [before, is_admin], "target_email": user.email, **addressed}
+        if skipped:
+            changes["skipped_unverified"] = skipped
+        records.append(_write(actor, action, user, changes))
     db.session.commit()
+    audit.publish(records)
     return change
 
 
-def disable_user(user_id: str) -> tuple[User, int]:
+def _write(actor: Actor, action: str, user: User, changes: dict) -> dict:
+    return audit.write(
+        db.session,
+        actor=actor,
+        action=action,
+        target_type="user",
+        target_id=user.user_id,
+        subject_user_id=user.user_id,
+        changes=changes,
+    )
+
+
+def disable_user(user_id: str, *, actor: Actor) -> tuple[User, int]:
     """What deleting a user means: their products go, the account stays, disabled, so that their next
     token is refused instead of creating them afresh. Their browser sessions end: a stolen cookie must
-    not come back to life when the account is restored. Returns the user and how many products went."""
-    user = get_user_or_404(user_id)
-    _ensure_an_admin_remains([user])
-    removed = db.session.execute(delete(Product).where(Product.user_id == user_id)).rowcount
-    end_sessions_of(user_id)
+    not come back to life when the account is restored. Returns the user and how many products went.
+
+    The user's row is locked before their products are deleted, and every write of theirs reads
+    that row under a lock of its own (app/services/products.py): a write that got there first
+    commits before the products are deleted, and any later one finds the account disabled.
+    The audit record keeps the deleted products' last content.
+    """
+    get_user_or_404(user_id)
+    locked = _lock_for_admin_action(actor, [user_id], with_admins=True)
+    user = locked[user_id]
+    if _last_admin_would_go(locked, [user]):
+        audit.record_refusal(
+            actor=actor,
+            action="user.disable",
+            target_type="user",
+            target_id=user_id,
+            subject_user_id=user_id,
+            changes={"reason": "last_admin"},
+        )
+        raise Conflict(LAST_ADMIN, code="last_admin")
+    removed = db.session.execute(delete(Product).where(Product.user_id == user_id).returning(*Product.__table__.c))
+    products = sorted((audit.content(row) for row in removed), key=lambda product: product["id"])
+    sessions = end_sessions_of(user_id)
+    before = user.disabled_at
     if user.disabled_at is None:
         user.disabled_at = utcnow()
+    changes = {
+        "disabled_at": [audit.json_value(before), audit.json_value(user.disabled_at)],
+        "target_email": user.email,
+        "products_deleted": products,
+        "sessions_ended": sessions,
+    }
+    record = _write(actor, "user.disable", user, changes)
     db.session.commit()
-    return user, removed
+    audit.publish([record])
+    return user, len(products)
 
 
-def restore_user(user_id: str) -> User:
+def restore_user(user_id: str, *, actor: Actor) -> User:
     """Let a disabled account in again (its products are gone for good)."""
-    user = get_user_or_404(user_id)
-    if user.disabled_at is not None:
-        user.disabled_at = None
-        db.session.commit()
+    get_user_or_404(user_id)
+    user = _lock_for_admin_action(actor, [user_id])[user_id]
+    before = user.disabled_at
+    user.disabled_at = None
+    changes = {"disabled_at": [audit.json_value(before), None], "target_email": user.email}
+    record = _write(actor, "user.restore", user, changes)
+    db.session.commit()
+    audit.publish([record])
     return user

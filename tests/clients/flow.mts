@@ -67,6 +67,11 @@ const revoked = await admin.POST("/admin/unset", { body: target });
 check(revoked.response.status === 200, `revoke admin: ${revoked.response.status}`);
 const refused = await user.GET("/admin/users");
 check(refused.response.status === 403 && refused.error?.code === "forbidden", "a user is not an admin");
+const trail = await admin.GET("/admin/audit", { params: { query: { target: target.user_id, per_page: 10 } } });
+const actions = trail.data?.records.map((record) => `${record.action} ${record.outcome}`) ?? [];
+check(actions.join(",") === "admin.revoke done,admin.grant done", `audit trail: ${actions.join(",")}`);
+const mine = await user.GET("/me/audit", { params: { query: { action: "admin.grant" } } });
+check(mine.data?.records.length === 1 && mine.data.records[0].target_id === target.user_id, "my audit");
 console.log("typescript flow: ok");
 
 // The admin target is exactly one of email or user_id: neither nor both compile.

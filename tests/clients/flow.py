@@ -7,10 +7,19 @@ generated as `dmarket_client` on the path. Type-checked with `mypy --strict` bef
 import sys
 
 from dmarket_client import AuthenticatedClient
-from dmarket_client.api.admin import grant_admin, list_users, revoke_admin
+from dmarket_client.api.admin import grant_admin, list_audit, list_users, revoke_admin
 from dmarket_client.api.products import create_product, delete_product, get_product, list_products, update_product
-from dmarket_client.api.users import get_me
-from dmarket_client.models import AdminTargetByUserId, ErrorOut, ListProductsSort, ProductIn, ProductOut, ProductUpdate
+from dmarket_client.api.users import get_me, my_audit
+from dmarket_client.models import (
+    AdminTargetByUserId,
+    AuditList,
+    ErrorOut,
+    ListProductsSort,
+    MyAuditList,
+    ProductIn,
+    ProductOut,
+    ProductUpdate,
+)
 
 
 def main(base_url: str, user_token: str, admin_token: str) -> None:
@@ -63,6 +72,12 @@ def main(base_url: str, user_token: str, admin_token: str) -> None:
     assert revoked.status_code == 200, f"revoke admin: {revoked.status_code}"
     refused = list_users.sync_detailed(client=user)
     assert refused.status_code == 403 and isinstance(refused.parsed, ErrorOut), "a user is not an admin"
+    trail = list_audit.sync(client=admin, target=me.user_id, per_page=10)
+    assert isinstance(trail, AuditList), "audit trail"
+    actions = [(record.action, record.outcome.value) for record in trail.records]
+    assert actions == [("admin.revoke", "done"), ("admin.grant", "done")], f"audit trail: {actions}"
+    mine = my_audit.sync(client=user)
+    assert isinstance(mine, MyAuditList) and len(mine.records) == 2, "my audit"
     print("python flow: ok")
 
 
