@@ -487,6 +487,16 @@ class TestReading:
         before = client.get("/admin/audit", query_string={"until": since}, headers=root_headers)
         assert before.status_code == 200 and before.json["records"] == []
 
+    def test_the_next_link_keeps_the_filters_and_can_be_followed(self, app, client, trail, root_headers):
+        since = (records(app)[0].at - timedelta(seconds=1)).isoformat()
+        query = {"since": since, "action": "admin.grant", "per_page": 1}
+        first = client.get("/admin/audit", query_string=query, headers=root_headers)
+        next_link = next(part for part in first.headers["Link"].split(", ") if part.endswith('rel="next"'))
+        assert "action=admin.grant" in next_link and "since=" in next_link
+        second = client.get(next_link[1 : next_link.index(">")], headers=root_headers)
+        assert second.status_code == 200
+        assert [r["id"] for r in first.json["records"] + second.json["records"]] == [trail[1], trail[0]]
+
     def test_pages_and_cursors(self, client, trail, root_headers):
         first = client.get("/admin/audit?per_page=2", headers=root_headers)
         assert [r["id"] for r in first.json["records"]] == [trail[4], trail[3]]

@@ -94,9 +94,9 @@ def check_admin():
 AUDIT_HEADERS = response_headers(200, "Link", sometimes=("X-Total-Count", "X-Next-Cursor"))
 
 
-def audit_page(page, body_model):
+def audit_page(page, query, body_model):
     """A page of audit records with the headers /products pages carry (Link, X-Total-Count, X-Next-Cursor)."""
-    headers = {"Link": pagination_links(page)}
+    headers = {"Link": pagination_links(page, query)}
     if page.total is not None:
         headers["X-Total-Count"] = str(page.total)
     if page.next_cursor:
@@ -109,4 +109,4 @@ def audit_page(page, body_model):
 @require_admin
 def list_audit(query: AuditQuery):
     """The audit trail of privileged actions, newest first; filter by actor, target, action, since, until."""
-    return audit_page(audit.list_records(**query.model_dump()), AuditList)
+    return audit_page(audit.list_records(**query.model_dump()), query, AuditList)

@@ -77,7 +77,7 @@ def pagination_links(page, query: BaseModel) -> str:
     value percent-encodes to at most 12 bytes a character, so with the longest filters the
     header keeps the relations that fit LINK_MAX_BYTES, `next` first.
     """
-    values = query.model_dump(include=query.model_fields_set)
+    values = query.model_dump(mode="json", include=query.model_fields_set)
     parts, page_at = [], None
     for key in dict.fromkeys(request.args):
         if key not in values or key == "cursor":

@@ -34,7 +34,7 @@ def me():
 def my_audit(query: MyAuditQuery):
     """Privileged actions on the caller's account and products (admins' changes, disables, grants), newest first."""
     page = audit.list_records(**query.model_dump(), subject_user_id=current_identity().user.user_id)
-    return audit_page(page, MyAuditList)
+    return audit_page(page, query, MyAuditList)
 
 
 @bp.delete("/users/<user_id>", responses={200: UserDeletedOut, 404: ErrorOut, 409: ErrorOut})
