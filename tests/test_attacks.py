@@ -224,23 +224,43 @@ PARTIAL = {
 }
 
 
+def _alive(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)
+
+
+def _connect(port: int, source: str, start: bytes) -> socket.socket | None:
+    try:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=2, source_address=(source, 0))
+        if start:
+            sock.sendall(start)
+    except OSError:
+        return None
+    return sock
+
+
 def _hold(port: int, count: int, source: str, start: bytes) -> list[socket.socket]:
-    """`count` connections from one address, each sending `start`, a few at a time (as nginx reads
-    them), and a byte more on each now and then: within any client_body_timeout."""
+    """`count` connections from one address, each sending `start` and then nothing, a few at a time (as
+    nginx reads them); then, as an attacker would, those nginx closed are opened again, twice over."""
     sockets = []
     for i in range(count):
-        try:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=2, source_address=(source, 0))
-            if start:
-                sock.sendall(start)
-        except OSError:
-            break
-        sockets.append(sock)
+        if sock := _connect(port, source, start):
+            sockets.append(sock)
         if i % 50 == 49:
             time.sleep(0.01)
-        if start and i % 1000 == 999:
-            for held in sockets:
-                held.send(b" ")
+    for _ in range(2):
+        time.sleep(0.2)
+        for index, sock in enumerate(sockets):
+            if not _alive(sock):
+                sock.close()
+                sockets[index] = _connect(port, source, start) or sock
     return sockets
 
 
@@ -261,13 +281,14 @@ def _victim_health(stack, source: str, tries: int = 5) -> list[int]:
 
 
 def _release(stack, held: list[socket.socket]) -> None:
-    """The attacker leaves: within 5 s every client is served again."""
+    """The attacker leaves: within 5 s every client is served again (ten answers in a row)."""
     for sock in held:
         sock.close()
-    deadline = time.monotonic() + 5
-    while _victim_health(stack, "127.0.0.63", tries=1) != [200]:
+    deadline, in_a_row = time.monotonic() + 5, 0
+    while in_a_row < 10:
+        in_a_row = in_a_row + 1 if _victim_health(stack, "127.0.0.63", tries=1) == [200] else 0
         assert time.monotonic() < deadline, "the stack did not recover within 5 s of the attacker leaving"
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(("where", "count"), [("image_alone", 4200), ("compose", 1100)])
@@ -288,24 +309,25 @@ def test_one_address_holding_idle_connections_locks_out_nobody(request, where, c
 @pytest.mark.xfail(
     strict=True,
     reason="Connection exhaustion (HIGH): one anonymous address opens more connections than nginx's "
-    "worker_connections (front door: 1024 per worker; image: 4096), each sending a partial request header, or "
+    "worker_connections (the front door: 1024 per worker, nginx:1.26's default), each sending a partial "
+    "request header, or "
     "the headers of a POST with Content-Length: 100000 and then a byte every few seconds (client_body_timeout 10 s "
     "is per read: held indefinitely). nginx does not reuse a connection that has begun a request and has no "
-    "per-client limit_conn: every other client's connection is closed at once (measured: 5 of 5 victim "
-    "requests refused, status 0) for as long as the attack lasts",
+    "per-client limit_conn: every other client's connection is closed at once or answered 500 (worker_connections "
+    "are not enough while connecting to upstream), for as long as the attack lasts",
 )
 @pytest.mark.parametrize("kind", list(PARTIAL))
-@pytest.mark.parametrize(("where", "count"), [("image_alone", 4200), ("compose", 1100)])
+@pytest.mark.parametrize(("where", "count"), [("compose", 1100)])
 def test_one_address_holding_slow_requests_locks_out_nobody(request, where, count, kind):
     stack = request.getfixturevalue(where)
     held = _hold(stack.port, count, "127.0.0.64", PARTIAL[kind])
     try:
         time.sleep(0.3)
-        statuses = _victim_health(stack, "127.0.0.65")
+        statuses = _victim_health(stack, "127.0.0.65", tries=10)
     finally:
         _release(stack, held)
     assert len(held) == count
-    assert statuses == [200] * 5, statuses
+    assert statuses == [200] * 10, statuses
 
 
 def test_slow_bodies_and_slow_headers_hold_no_worker(compose, issuer):
