@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -484,3 +485,61 @@ def test_once_an_admin_disables_a_user_no_write_of_theirs_lands(compose, issuer)
     assert [status for status, _, _ in after] == [403] * 12
     assert {json.loads(answer)["code"] for _, _, answer in after} == {"account_disabled"}
     assert status == 200 and json.loads(listing) == []
+
+
+def test_a_revoked_admin_is_refused_at_once_on_every_worker(compose, issuer):
+    root = bearer(issuer.token("auth0|root", email="root@example.com", **{ADMIN_CLAIM: {"is_admin": True}}))
+    deputy = bearer(issuer.token("auth0|deputy", email="deputy@example.com"))
+    assert send(compose, "/me", source="127.0.0.82", headers=deputy)[0] == 200
+    grant = json.dumps({"user_id": "auth0|deputy"}).encode()
+    as_json = {"Content-Type": "application/json"}
+    keeper = json.dumps({"user_id": "auth0|root"}).encode()  # another admin stays (never the last one)
+    assert (
+        send(compose, "/admin/set", source="127.0.0.83", method="POST", body=keeper, headers={**root, **as_json})[0]
+        == 200
+    )
+    status, _, body = send(
+        compose, "/admin/set", source="127.0.0.83", method="POST", body=grant, headers={**root, **as_json}
+    )
+    assert status == 200, body[:200]
+    assert [send(compose, "/admin/users", source="127.0.0.82", headers=deputy)[0] for _ in range(8)] == [200] * 8
+    status, _, body = send(
+        compose, "/admin/unset", source="127.0.0.83", method="POST", body=grant, headers={**root, **as_json}
+    )
+    assert status == 200, body[:200]
+    after = [send(compose, "/admin/users", source="127.0.0.82", headers=deputy) for _ in range(8)]
+    assert [status for status, _, _ in after] == [403] * 8
+    # And the deputy cannot grant itself back through a worker that still remembers it.
+    status, _, _ = send(
+        compose, "/admin/set", source="127.0.0.82", method="POST", body=grant, headers={**deputy, **as_json}
+    )
+    assert status == 403
+
+
+# ---------------------------------------------------------------------------------------------
+# What the API echoes: no query, path or header a client sends grows an answer's headers.
+
+LONG_PATH = "a" * 3000
+ECHO_PATHS = [
+    "/products?cursor=" + "A" * 3500,
+    "/products?per_page=1&cursor=" + quote("\U0001f4a1" * 250),
+    "/products?sort=" + ",".join(["-name"] * 500),
+    "/products?user_id=" + "%21" * 1100 + "&page=999999999",
+    "/products/" + "9" * 3000,
+    f"/users/{LONG_PATH}/restore",
+    "/login?next=/" + quote("\U0001f4a1" * 80),
+    "/login?next=/" + "%21" * 1200,
+    "/login?" + "&".join(["next=/x"] * 300),
+    "/logout?" + "&".join(["returnTo=/x"] * 300),
+    "/docs?" + "x=" + "%22" * 1200,
+]
+
+
+@pytest.mark.parametrize("path", ECHO_PATHS, ids=[path[:24] for path in ECHO_PATHS])
+def test_nothing_a_client_sends_grows_the_answers_headers(compose, path):
+    headers = {"Accept": "application/json", "Origin": "https://" + "o" * 3000 + ".example"}
+    status, answer_headers, body = send(compose, path, source="127.0.0.84", headers=headers)
+    assert 200 <= status < 500, (status, body[:200])
+    assert header_bytes(answer_headers) < 4096, answer_headers
+    if status != 302:
+        assert json.loads(body) is not None
