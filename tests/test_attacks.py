@@ -220,6 +220,35 @@ def test_header_sizes_and_counts_get_a_json_answer_and_small_headers(compose, na
 
 
 # ---------------------------------------------------------------------------------------------
+# What the API echoes: no query, path or header a client sends grows an answer's headers.
+
+LONG_PATH = "a" * 3000
+ECHO_PATHS = [
+    "/products?cursor=" + "A" * 3500,
+    "/products?per_page=1&cursor=" + quote("\U0001f4a1" * 250),
+    "/products?sort=" + ",".join(["-name"] * 500),
+    "/products?user_id=" + "%21" * 1100 + "&page=999999999",
+    "/products/" + "9" * 3000,
+    f"/users/{LONG_PATH}/restore",
+    "/login?next=/" + quote("\U0001f4a1" * 80),
+    "/login?next=/" + "%21" * 1200,
+    "/login?" + "&".join(["next=/x"] * 300),
+    "/logout?" + "&".join(["returnTo=/x"] * 300),
+    "/docs?" + "x=" + "%22" * 1200,
+]
+
+
+@pytest.mark.parametrize("path", ECHO_PATHS, ids=[path[:24] for path in ECHO_PATHS])
+def test_nothing_a_client_sends_grows_the_answers_headers(compose, path):
+    headers = {"Accept": "application/json", "Origin": "https://" + "o" * 3000 + ".example"}
+    status, answer_headers, body = send(compose, path, source="127.0.0.84", headers=headers)
+    assert 200 <= status < 500, (status, body[:200])
+    assert header_bytes(answer_headers) < 4096, answer_headers
+    if status != 302:
+        assert json.loads(body) is not None
+
+
+# ---------------------------------------------------------------------------------------------
 # Slow and idle clients, and many connections.
 
 
@@ -521,35 +550,6 @@ def test_a_revoked_admin_is_refused_at_once_on_every_worker(compose, issuer):
         compose, "/admin/set", source="127.0.0.82", method="POST", body=grant, headers={**deputy, **as_json}
     )
     assert status == 403
-
-
-# ---------------------------------------------------------------------------------------------
-# What the API echoes: no query, path or header a client sends grows an answer's headers.
-
-LONG_PATH = "a" * 3000
-ECHO_PATHS = [
-    "/products?cursor=" + "A" * 3500,
-    "/products?per_page=1&cursor=" + quote("\U0001f4a1" * 250),
-    "/products?sort=" + ",".join(["-name"] * 500),
-    "/products?user_id=" + "%21" * 1100 + "&page=999999999",
-    "/products/" + "9" * 3000,
-    f"/users/{LONG_PATH}/restore",
-    "/login?next=/" + quote("\U0001f4a1" * 80),
-    "/login?next=/" + "%21" * 1200,
-    "/login?" + "&".join(["next=/x"] * 300),
-    "/logout?" + "&".join(["returnTo=/x"] * 300),
-    "/docs?" + "x=" + "%22" * 1200,
-]
-
-
-@pytest.mark.parametrize("path", ECHO_PATHS, ids=[path[:24] for path in ECHO_PATHS])
-def test_nothing_a_client_sends_grows_the_answers_headers(compose, path):
-    headers = {"Accept": "application/json", "Origin": "https://" + "o" * 3000 + ".example"}
-    status, answer_headers, body = send(compose, path, source="127.0.0.84", headers=headers)
-    assert 200 <= status < 500, (status, body[:200])
-    assert header_bytes(answer_headers) < 4096, answer_headers
-    if status != 302:
-        assert json.loads(body) is not None
 
 
 # ---------------------------------------------------------------------------------------------
