@@ -248,6 +248,28 @@ def test_nothing_a_client_sends_grows_the_answers_headers(compose, path):
         assert json.loads(body) is not None
 
 
+HOST_SPOOF = (
+    "Behind the TLS load balancer the app takes the client's own X-Forwarded-Host for its host (LOW-MEDIUM): "
+    "TRUSTED_PROXIES=2 (3 with the image's nginx) makes ProxyFix read the 3rd-from-last X-Forwarded-Host entry, "
+    "but the balancer (as ALB and GCP do) passes that header on without appending, so the 3rd-from-last is "
+    "the client's: GET /openapi with X-Forwarded-Host: evil.example answers 308 Location: "
+    "https://evil.example/openapi/, and request.host_url (the CSRF check's trusted origin) is evil.example"
+)
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["image_alone", "compose", pytest.param("balanced", marks=pytest.mark.xfail(strict=True, reason=HOST_SPOOF))],
+)
+def test_a_spoofed_forwarded_host_never_becomes_the_apps_host(request, where):
+    stack = request.getfixturevalue(where)
+    spoof = {"X-Forwarded-Host": "evil.example", "Forwarded": "host=evil.example"}
+    status, headers, _ = send(stack, "/openapi", source="127.0.0.85", headers=spoof)
+    location = dict((name.lower(), value) for name, value in headers)["location"]
+    assert status == 308
+    assert location.endswith("/openapi/") and "evil.example" not in location, location
+
+
 # ---------------------------------------------------------------------------------------------
 # Slow and idle clients, and many connections.
 
