@@ -435,6 +435,32 @@ def test_a_client_that_never_reads_holds_no_worker(compose):
 
 
 # ---------------------------------------------------------------------------------------------
+# Bodies built to make a worker slow or crash: each gets its own 4xx, and nobody else notices.
+
+BODY_BOMBS = {
+    "deep nesting": (b"[" * 60_000, 400),
+    "deep object in a field": (b'{"name": "x", "price": 1, "quantity": 1, "d": ' + b'{"a":' * 12_000 + b"}", 400),
+    "60,000-digit integer": (b'{"name": "x", "price": 1, "quantity": ' + b"9" * 60_000 + b"}", 422),
+    "huge exponent": (b'{"name": "x", "price": 1e999999999, "quantity": 1}', 422),
+    "tiny exponent": (b'{"name": "x", "price": 1e-999999999, "quantity": 1}', 422),
+    "NaN": (b'{"name": "x", "price": NaN, "quantity": 1}', 400),
+    "lone surrogate": (b'{"name": "\\ud800", "price": 1, "quantity": 1}', 422),
+    "many keys": (b"{" + b",".join(b'"k%d": 1' % i for i in range(6000)) + b"}", 422),
+}
+
+
+@pytest.mark.parametrize("name", list(BODY_BOMBS))
+def test_bodies_built_to_hurt_a_worker_get_their_own_4xx(compose, issuer, name):
+    body, status = BODY_BOMBS[name]
+    headers = {"Content-Type": "application/json", **bearer(issuer.token("auth0|bomber", email="bomber@example.com"))}
+    with Poller(compose) as poller:
+        got, _, answer = send(compose, "/products", source="127.0.0.86", method="POST", body=body, headers=headers)
+    assert got == status, (name, got, answer[:300])
+    assert json.loads(answer)["code"]
+    assert poller.failures() == []
+
+
+# ---------------------------------------------------------------------------------------------
 # The identity provider hanging.
 
 
