@@ -9,6 +9,7 @@ finding as their reason, so fixing one flips its test. SQLite pass only.
 import json
 import socket
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -290,6 +291,30 @@ def test_a_spoofed_forwarded_host_never_becomes_the_apps_host(request, where):
     location = dict((name.lower(), value) for name, value in headers)["location"]
     assert status == 308
     assert location.endswith("/openapi/") and "evil.example" not in location, location
+
+
+@pytest.mark.parametrize("where", ["image_alone", "compose"])
+def test_other_forwarding_headers_change_nothing(request, where):
+    """Headers no proxy of ours writes (the image's nginx passes them on): address, scheme and prefix stay true."""
+    stack = request.getfixturevalue(where)
+    request_id = uuid.uuid4().hex
+    spoof = {
+        "X-Request-ID": request_id,
+        "Forwarded": "for=203.0.113.9;proto=https;host=evil.example",
+        "X-Real-IP": "203.0.113.9",
+        "X-Forwarded-Ssl": "on",
+        "X-Forwarded-Prefix": "/evil",
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Proto": "https, https",
+        "X-Forwarded-For": "203.0.113.9, 203.0.113.10",
+        "X-DMarket-Front-Door": "1",
+    }
+    status, headers, _ = send(stack, "/openapi", source="127.0.0.89", headers=spoof)
+    answer = {name.lower(): value for name, value in headers}
+    assert status == 308
+    assert answer["location"] == f"http://127.0.0.1:{stack.port}/openapi/"
+    assert "strict-transport-security" not in answer
+    assert stack.access_line(request_id)["remote_addr"] == "127.0.0.89"
 
 
 # ---------------------------------------------------------------------------------------------
