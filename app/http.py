@@ -20,7 +20,7 @@ from werkzeug.wsgi import ClosingIterator
 from app.errors import ApiError, UnsupportedMediaType, ValidationFailed
 
 access_log = logging.getLogger("app.access")
-_ACCESS_FORMAT = "%s %s %s %.1fms"
+_ACCESS_FORMAT = "%s %s %s %.1fms %s"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 # Health probes and metrics scrapes come every few seconds forever: at INFO they would bury the traffic.
@@ -214,6 +214,8 @@ def _log_access(response) -> None:
     """
     req = request._get_current_object()  # one lookup through the context-local proxy, not eight
     path = req.path
+    if not path.isprintable():  # a decoded %0A would start a line of the client's own in a text log
+        path = path.encode("unicode_escape").decode("ascii")
     level = logging.DEBUG if path in PROBE_PATHS else logging.INFO
     if not access_log.isEnabledFor(level):
         return
@@ -227,7 +229,7 @@ def _log_access(response) -> None:
         "duration_ms": round(elapsed_ms, 1),
         "remote_addr": req.remote_addr,
     }
-    args = (req.method, path, status, elapsed_ms)
+    args = (req.method, path, status, elapsed_ms, req.remote_addr or "-")
     access_log.handle(
         access_log.makeRecord(
             access_log.name, level, __file__, _ACCESS_LINE, _ACCESS_FORMAT, args, None, "_log_access", extra
@@ -272,7 +274,9 @@ def register_request_hooks(app: Flask) -> None:
     proxies = app.config["TRUSTED_PROXIES"]
     if proxies:
         # Only the last N hops are ours: X-Forwarded-* beyond them could be forged by the client.
-        app.wsgi_app = TrustedProxies(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
+        # Only the address and the scheme: every proxy passes the Host header on as the client sent it, and
+        # X-Forwarded-Host is one a load balancer may pass on without appending (the client's own then).
+        app.wsgi_app = TrustedProxies(app.wsgi_app, x_for=proxies, x_proto=proxies)
     app.before_request(_start_request)
     app.after_request(_finish_request)
 

@@ -21,24 +21,17 @@ from tests.live import ROOT, free_port, terminate
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-# The official nginx image's nginx.conf, in what matters here: an access log for every request at the
-# http level (the front door's server must replace it), and conf.d/default.conf inside `http`.
-MAIN_CONF = """
-worker_processes 1;
-pid {run}/nginx.pid;
-error_log {run}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    client_body_temp_path {run}/body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    default_type application/octet-stream;
-    access_log {run}/image-default-access.log;
-    include {run}/default.conf;
-}}
-"""
+
+# Compose's own main configuration for the front door (nginx/front-door-main.conf), its paths moved
+# into the test's folder; the balancer below uses it too.
+def main_conf(run: Path) -> str:
+    conf = (ROOT / "nginx" / "front-door-main.conf").read_text()
+    for old in ("/tmp/dmarket-front", "/etc/nginx/conf.d/*.conf"):
+        assert old in conf, f"nginx/front-door-main.conf no longer says {old!r}: update tests/proxies.py"
+    conf = conf.replace("/etc/nginx/conf.d/*.conf", f"{run}/default.conf").replace("/tmp/dmarket-front", str(run))
+    # The official image's access log at the http level: the front door's server must replace it.
+    return conf.replace("    sendfile on;", f"    sendfile on;\n    access_log {run}/image-default-access.log;")
+
 
 # A TLS-terminating load balancer as the cloud ones behave (AWS ALB, GCP, Azure): appends the
 # client's address to X-Forwarded-For and says https in X-Forwarded-Proto, whatever the client sent.
@@ -69,7 +62,7 @@ class Nginx:
         self.run = Path(tempfile.mkdtemp(prefix="dmarket-proxy-"))
         self.run.chmod(0o755)  # its workers run as `nobody` when the tests run as root
         (self.run / "default.conf").write_text(site.replace("@PORT@", str(self.port)).replace("@RUN@", str(self.run)))
-        (self.run / "nginx.conf").write_text(MAIN_CONF.format(run=self.run))
+        (self.run / "nginx.conf").write_text(main_conf(self.run))
         self.log_path = self.run / "stdout.log"
         self.process: subprocess.Popen | None = None
 

@@ -349,7 +349,7 @@ class TestRequestIds:
         lines = [line for line in capsys.readouterr().err.splitlines() if "app.access" in line]
         assert len(lines) == 1
         assert "[req-42] app.access: GET /products 200 " in lines[0]
-        assert lines[0].endswith("ms")
+        assert lines[0].endswith("ms 127.0.0.1")  # the address the app trusted (TRUSTED_PROXIES)
         assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[req-42\]", lines[0])
 
     def test_access_records_name_their_source_and_leave_other_loggers_whole(self, make_app):

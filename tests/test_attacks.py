@@ -2,8 +2,8 @@
 
 The same harness as tests/test_stack.py (the image as boot.sh runs it, compose's front door before
 two instances, real nginx), with its module-scoped stacks built again for this module. Attacks the
-stack withstands are regression tests; attacks that still succeed are `xfail(strict=True)` with the
-finding as their reason, so fixing one flips its test. SQLite pass only.
+stack withstood are regression tests; those that succeeded at first were fixed, and their comments
+say what the finding was. SQLite pass only.
 """
 
 import json
@@ -220,13 +220,10 @@ def test_header_sizes_and_counts_get_a_json_answer_and_small_headers(compose, na
     assert len(poller.answers) > 5 and poller.failures() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Requests gunicorn refuses itself are logged nowhere (LOW): a request line past 4 KB (414) or more than "
-    "100 headers (431) pass nginx's larger limits, and gunicorn answers them without the app; the image's nginx "
-    "logs only what it refuses or 502/504, so neither log names the client (docs/deployment.md: every other "
-    "request is in the app's access log), and the rate limits never count them",
-)
+# Was a finding of issue 28's attack (fixed): Requests gunicorn refuses itself are logged nowhere (LOW): a
+# request line past 4 KB (414) or more than 100 headers (431) pass nginx's larger limits, and gunicorn answers
+# them without the app; the image's nginx logs only what it refuses or 502/504, so neither log names the client
+# (docs/deployment.md: every other request is in the app's access log), and the rate limits never count them
 @pytest.mark.parametrize(
     ("path", "extra", "status"),
     [
@@ -271,18 +268,13 @@ def test_nothing_a_client_sends_grows_the_answers_headers(compose, path):
         assert json.loads(body) is not None
 
 
-HOST_SPOOF = (
-    "Behind the TLS load balancer the app takes the client's own X-Forwarded-Host for its host (LOW-MEDIUM): "
-    "TRUSTED_PROXIES=2 (3 with the image's nginx) makes ProxyFix read the 3rd-from-last X-Forwarded-Host entry, "
-    "but the balancer (as ALB and GCP do) passes that header on without appending, so the 3rd-from-last is "
-    "the client's: GET /openapi with X-Forwarded-Host: evil.example answers 308 Location: "
-    "https://evil.example/openapi/, and request.host_url (the CSRF check's trusted origin) is evil.example"
-)
-
-
+# Was a finding of issue 28's attack (fixed): behind the TLS load balancer the app took the client's own
+# X-Forwarded-Host for its host (the balancer passes it on without appending): GET /openapi with
+# X-Forwarded-Host: evil.example answered 308 Location: https://evil.example/openapi/. X-Forwarded-Host is no
+# longer read at all.
 @pytest.mark.parametrize(
     "where",
-    ["image_alone", "compose", pytest.param("balanced", marks=pytest.mark.xfail(strict=True, reason=HOST_SPOOF))],
+    ["image_alone", "compose", "balanced"],
 )
 def test_a_spoofed_forwarded_host_never_becomes_the_apps_host(request, where):
     stack = request.getfixturevalue(where)
@@ -410,16 +402,12 @@ def test_one_address_holding_idle_connections_locks_out_nobody(request, where, c
     assert statuses == [200] * 5, statuses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Connection exhaustion (HIGH): one anonymous address opens more connections than nginx's "
-    "worker_connections (the front door: 1024 per worker, nginx:1.26's default), each sending a partial "
-    "request header, or "
-    "the headers of a POST with Content-Length: 100000 and then a byte every few seconds (client_body_timeout 10 s "
-    "is per read: held indefinitely). nginx does not reuse a connection that has begun a request and has no "
-    "per-client limit_conn: every other client's connection is closed at once or answered 500 (worker_connections "
-    "are not enough while connecting to upstream), for as long as the attack lasts",
-)
+# Was a finding of issue 28's attack (fixed): Connection exhaustion (HIGH): one anonymous address opens more
+# connections than nginx's worker_connections (the front door: 1024 per worker, nginx:1.26's default), each
+# sending a partial request header, or the headers of a POST with Content-Length: 100000 and then a byte every
+# few seconds (client_body_timeout 10 s is per read: held indefinitely). nginx does not reuse a connection that
+# has begun a request and has no per-client limit_conn: every other client's connection is closed at once or
+# answered 500 (worker_connections are not enough while connecting to upstream), for as long as the attack lasts
 @pytest.mark.parametrize("kind", list(PARTIAL))
 @pytest.mark.parametrize(("where", "count"), [("compose", 1100)])
 def test_one_address_holding_slow_requests_locks_out_nobody(request, where, count, kind):
@@ -511,13 +499,10 @@ def test_bodies_built_to_hurt_a_worker_get_their_own_4xx(compose, issuer, name):
 # Races with admin actions, through the front door (two instances, two workers each).
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A disabled user keeps writing through the other workers (MEDIUM; issue 29's ground): DELETE "
-    "/users/<id> answers 200 'account disabled', yet the user's next POST /products on any worker that cached "
-    "its identity (IDENTITY_CACHE_SECONDS, 30 s; only the disabling process drops its cache) is 201: products "
-    "created after the admin was told the account and its products were gone",
-)
+# Was a finding of issue 28's attack (fixed): A disabled user keeps writing through the other workers (MEDIUM;
+# issue 29's ground): DELETE /users/<id> answers 200 'account disabled', yet the user's next POST /products on
+# any worker that cached its identity (IDENTITY_CACHE_SECONDS, 30 s; only the disabling process drops its cache)
+# is 201: products created after the admin was told the account and its products were gone
 def test_once_an_admin_disables_a_user_no_write_of_theirs_lands(compose, issuer):
     user = bearer(issuer.token("auth0|doomed", email="doomed@example.com"))
     admin = bearer(issuer.token("auth0|root", email="root@example.com", **{ADMIN_CLAIM: {"is_admin": True}}))
@@ -571,14 +556,11 @@ def test_a_revoked_admin_is_refused_at_once_on_every_worker(compose, issuer):
 # The identity provider hanging.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A hanging identity provider lets anonymous /login requests hold gunicorn's sync workers (issue 28 "
-    "item 5, still open, LOW): each /login asks the provider in the request (issuer_answers, at most once per "
-    "5 s per worker) and waits HTTP_TIMEOUT (2 s); four at once from one address hold all 2 x 2 workers, and "
-    "another client's bearer call with cached keys waits behind them (measured: 1.8 s instead of ~10 ms; or, on a "
-    "worker that never fetched keys yet, 503 issuer_unavailable for a valid token)",
-)
+# Was a finding of issue 28's attack (fixed): A hanging identity provider lets anonymous /login requests hold
+# gunicorn's sync workers (issue 28 item 5, still open, LOW): each /login asks the provider in the request
+# (issuer_answers, at most once per 5 s per worker) and waits HTTP_TIMEOUT (2 s); four at once from one address
+# hold all 2 x 2 workers, and another client's bearer call with cached keys waits behind them (measured: 1.8 s
+# instead of ~10 ms; or, on a worker that never fetched keys yet, 503 issuer_unavailable for a valid token)
 def test_a_hanging_provider_never_makes_bearer_calls_wait_behind_login(compose, issuer):
     victim = bearer(issuer.token("auth0|patient", email="patient@example.com"))
     for _ in range(40):  # every worker has verified the victim's token with the keys it holds
@@ -600,8 +582,8 @@ def test_a_hanging_provider_never_makes_bearer_calls_wait_behind_login(compose, 
             answers = [future.result() for future in logins]
     finally:
         issuer.mode, issuer.delay = "up", 0
-    assert {status for status, _, _ in answers} == {503}
-    assert {json.loads(body)["code"] for _, _, body in answers} == {"issuer_unavailable"}
+    # /login goes by the provider's last verdict after a short wait (302 while it is believed up, then 503).
+    assert {status for status, _, _ in answers} <= {302, 503}
     # Every call answered, and at once: a valid token, keys at hand.
     assert all(status == 200 and latency < 1.0 for status, latency, _ in latencies), latencies
 
@@ -626,13 +608,10 @@ def recycling_image(issuer, tmp_path_factory):
     server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A recycled worker starts with no signing keys (MEDIUM while the provider is down): gunicorn replaces a "
-    "worker after GUNICORN_MAX_REQUESTS (10,000 + jitter) requests, and anyone can send those (/health is cheap); "
-    "while the identity provider is unreachable the new worker answers every bearer call 503 issuer_unavailable, "
-    "though the tokens are valid and every other worker holds the keys",
-)
+# Was a finding of issue 28's attack (fixed): A recycled worker starts with no signing keys (MEDIUM while the
+# provider is down): gunicorn replaces a worker after GUNICORN_MAX_REQUESTS (10,000 + jitter) requests, and
+# anyone can send those (/health is cheap); while the identity provider is unreachable the new worker answers
+# every bearer call 503 issuer_unavailable, though the tokens are valid and every other worker holds the keys
 def test_an_anonymous_client_recycling_workers_during_an_outage_costs_nobody_their_calls(recycling_image, issuer):
     victim = bearer(issuer.token("auth0|steady", email="steady@example.com"))
     url = recycling_image.url
@@ -654,12 +633,9 @@ def test_an_anonymous_client_recycling_workers_during_an_outage_costs_nobody_the
 FORGED = "2026-12-07 04:00:00,000 INFO [forged] app.access: DELETE /users/auth0|root 200 1.0ms"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Log forging in the text access log (LOW): the access line prints request.path decoded, so "
-    "GET /products%0A<a whole fake line> writes a second line of the attacker's choosing (LOG_FORMAT=text is "
-    "compose's default); the text line also carries no client address at all",
-)
+# Was a finding of issue 28's attack (fixed): Log forging in the text access log (LOW): the access line prints
+# request.path decoded, so GET /products%0A<a whole fake line> writes a second line of the attacker's choosing
+# (LOG_FORMAT=text is compose's default); the text line also carries no client address at all
 def test_a_client_cannot_write_lines_into_the_text_access_log(recycling_image):
     path = "/products%0A" + quote(FORGED, safe="/|,:")
     assert requests.get(recycling_image.url + path, timeout=10).status_code == 404

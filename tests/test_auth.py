@@ -1,5 +1,6 @@
 """Bearer tokens: what the API accepts, what it refuses, and how it answers."""
 
+import json
 import logging
 import threading
 import time
@@ -519,6 +520,43 @@ class TestKeySetBounds:
         finally:
             release.set()
         assert 0.5 <= waited < 0.9
+
+    def test_a_worker_started_while_the_issuer_is_down_takes_the_set_another_worker_saved(self, tmp_path):
+        """A recycled worker starts empty: the set on disk serves it as stale-if-error would the old worker."""
+        clock, key, saved = FakeClock(), new_key(), tmp_path / "signing-keys.json"
+        answers = {"up": True}
+
+        def fetch() -> dict:
+            if not answers["up"]:
+                raise IssuerUnavailable("ConnectionError fetching keys")
+            return {"keys": [key.as_dict(private=False)]}
+
+        def worker() -> JWKSCache:
+            return JWKSCache(fetch, max_age=300, stale_if_error=600, timeout=1, clock=clock, saved_at=saved)
+
+        def saved_ago(seconds: float) -> None:  # the file says when, in wall time: age it there
+            record = json.loads(saved.read_text())
+            saved.write_text(json.dumps({**record, "fetched_at": time.time() - seconds}))
+
+        assert worker().key_for(key.kid) is not None  # a worker fetched, and saved what it got
+        assert json.loads(saved.read_text())["jwks"]["keys"][0]["kid"] == key.kid
+        answers["up"] = False
+        saved_ago(400)
+        recycled = worker()
+        assert recycled.key_for(key.kid) is not None  # 400 s old: within 300 + 600
+        assert recycled.reachable is False
+        saved_ago(901)
+        with pytest.raises(IssuerUnavailable):  # past the window, as any worker would be
+            worker().key_for(key.kid)
+
+    def test_a_set_saved_on_disk_is_never_taken_while_the_issuer_answers(self, tmp_path):
+        clock, saved = FakeClock(), tmp_path / "signing-keys.json"
+        revoked, current = new_key(), new_key()
+        saved.write_text(json.dumps({"fetched_at": time.time(), "jwks": {"keys": [revoked.as_dict(private=False)]}}))
+        keys = JWKSCache(lambda: {"keys": [current.as_dict(private=False)]}, clock=clock, saved_at=saved)
+        with pytest.raises(InvalidToken):
+            keys.key_for(revoked.kid)
+        assert keys.key_for(current.kid) is not None
 
 
 class TestClockSkew:

@@ -1,6 +1,7 @@
 """Authentication: token verification, the caller's identity, and the local issuer."""
 
 import logging
+from pathlib import Path
 
 from flask import Flask
 from flask_openapi3 import APIBlueprint
@@ -49,6 +50,7 @@ def init_app(app: Flask) -> None:
         max_age=cfg["JWKS_MAX_AGE_SECONDS"],
         stale_if_error=cfg["JWKS_STALE_IF_ERROR_SECONDS"],
         timeout=cfg["HTTP_TIMEOUT"],
+        saved_at=Path(app.instance_path) / "signing-keys.json",
     )
     verifier = TokenVerifier(
         keys=keys, issuer=cfg["AUTH0_ISSUER"], audience=cfg["API_AUDIENCE"], leeway=cfg["JWT_LEEWAY"]

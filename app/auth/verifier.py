@@ -1,11 +1,14 @@
 """Bearer token verification: RS256 signatures against the issuer's cached JWKS, then claims."""
 
+import json
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -133,6 +136,7 @@ class JWKSCache:
         stale_if_error: float = 600,
         timeout: float = 5,
         clock: Callable[[], float] = elapsed,
+        saved_at: Path | None = None,
     ):
         self._fetch = fetch
         self._min_refresh = min_refresh
@@ -143,6 +147,7 @@ class JWKSCache:
         # still lands in time, and busy workers never wait.
         self._refresh_ahead = min(max_age / 2, timeout)
         self._clock = clock
+        self._saved_at = saved_at  # a file shared by the workers: the last set any of them fetched
         self._lock = threading.Lock()  # guards starting a fetch; never held while one runs
         self._running: _Fetch | None = None
         self._set: _KeySet | None = None
@@ -190,14 +195,17 @@ class JWKSCache:
     def _run(self, fetch: _Fetch, began: float) -> None:
         try:
             try:
-                keys = KeySet.import_key_set(self._fetch())
+                data = self._fetch()
+                keys = KeySet.import_key_set(data)
             except IssuerUnavailable as exc:
                 self._failed(str(exc))
             except (JoseError, ValueError, TypeError, KeyError) as exc:
                 self._failed(f"issuer returned an unusable key set ({exc.__class__.__name__})")
             else:
                 self._load([k for k in keys if k.key_type == "RSA"], began)
+                self._answered_at = self._clock()
                 fetch.ok = True
+                self._save(data, began)
         finally:
             with self._lock:
                 self._running = None
@@ -231,8 +239,33 @@ class JWKSCache:
         # Published in one assignment: whoever reads the new generation also finds the new keys,
         # so a token a removed key accepted is never remembered under it (TokenCache).
         self._set = _KeySet({k.kid: k for k in keys if k.kid}, fingerprints, generation, began)
-        self._answered_at = self._clock()
         self.last_error = None
+
+    def _save(self, data: dict, began: float) -> None:
+        """The last set the issuer gave, on disk with when it was fetched (wall time), for workers started later."""
+        if self._saved_at is None:
+            return
+        fetched = time.time() - (self._clock() - began)
+        partial = self._saved_at.with_name(f"{self._saved_at.name}.{os.getpid()}")
+        try:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"fetched_at": fetched, "jwks": data}))
+            os.replace(partial, self._saved_at)
+        except OSError as exc:
+            log.debug("the signing keys could not be saved: %s", exc)
+
+    def _restore(self) -> None:
+        """A set another worker saved, for a worker whose first fetch failed (one recycled while the issuer
+        is down): its age counts from its own fetch, so it serves only as stale-if-error would have."""
+        if self._saved_at is None:
+            return
+        try:
+            saved = json.loads(self._saved_at.read_text())
+            keys = KeySet.import_key_set(saved["jwks"])
+            began = self._clock() - (time.time() - float(saved["fetched_at"]))
+        except (OSError, ValueError, TypeError, KeyError, JoseError):
+            return
+        self._load([k for k in keys if k.key_type == "RSA"], min(began, self._clock()))
 
     def usable(self) -> _KeySet:
         """The key set to check tokens against now; IssuerUnavailable when there is none.
@@ -242,10 +275,12 @@ class JWKSCache:
         """
         current = self._set
         if current is None:
-            self._refetch()
-            if self._set is None:
+            if self._refetch():
+                return self._set
+            self._restore()
+            current = self._set
+            if current is None:
                 raise IssuerUnavailable(self.last_error or "issuer unreachable")
-            return self._set
         age = self._clock() - current.fetched_at
         if age < self.max_age:
             if age >= self.max_age - self._refresh_ahead:
@@ -312,8 +347,11 @@ class JWKSCache:
         key = self.usable().keys.get(kid)
         if key is not None:
             return key
-        # An unknown kid: join the fetch in flight, or start one unless one began too recently.
+        # An unknown kid: join the fetch in flight, or start one unless one began too recently. While the
+        # issuer's last answer was a failure, a key it may have added since cannot be ruled out: 503, not 401.
         if self._running is None and self._clock() - self._attempted_at < self._min_refresh:
+            if self.reachable is False:
+                raise IssuerUnavailable(self.last_error or "issuer unreachable")
             raise InvalidToken("the token is signed with an unknown key")
         if not self._refetch():
             raise IssuerUnavailable(self.last_error or "issuer unreachable")
