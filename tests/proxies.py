@@ -26,9 +26,9 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 # into the test's folder; the balancer below uses it too.
 def main_conf(run: Path) -> str:
     conf = (ROOT / "nginx" / "front-door-main.conf").read_text()
-    for old in ("/tmp/dmarket-front", "/etc/nginx/conf.d/*.conf"):
+    for old in ("/tmp/dmarket-front-", "/etc/nginx/conf.d/*.conf"):
         assert old in conf, f"nginx/front-door-main.conf no longer says {old!r}: update tests/proxies.py"
-    conf = conf.replace("/etc/nginx/conf.d/*.conf", f"{run}/default.conf").replace("/tmp/dmarket-front", str(run))
+    conf = conf.replace("/etc/nginx/conf.d/*.conf", f"{run}/default.conf").replace("/tmp/dmarket-front-", f"{run}/")
     # The official image's access log at the http level: the front door's server must replace it.
     return conf.replace("    sendfile on;", f"    sendfile on;\n    access_log {run}/image-default-access.log;")
 
