@@ -149,9 +149,11 @@ def register_blueprints(app: DMarketOpenAPI, limiter: limits.RateLimiter) -> Non
     from app import models  # noqa: F401  (models must be known to Flask-Migrate)
     from app.routes.admin import bp as admin_bp
     from app.routes.health import bp as health_bp
+    from app.routes.products import ProductIdConverter
     from app.routes.products import bp as products_bp
     from app.routes.users import bp as users_bp
 
+    app.url_map.converters["product_id"] = ProductIdConverter
     signin_bp = auth.signin_blueprint(app)
     limiter.limit_writes(products_bp, admin_bp, users_bp)
     limiter.limit_sign_in(signin_bp)

@@ -256,7 +256,7 @@ class TestDocs:
         for rule in app.url_map.iter_rules():
             if rule.endpoint == "static" or rule.endpoint.startswith(("openapi", "swagger", "index")):
                 continue
-            path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+            path = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule)
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 assert (path, method) in documented, f"{method} {path} is missing from the spec"
 
