@@ -38,7 +38,7 @@ HEADERS = {
         _STRING,
     ),
     "Cache-Control": ("`no-cache`: a cache may keep the answer but must revalidate it (If-None-Match)", _STRING),
-    "Location": ("URL of the created product (201), or where the browser goes next (302)", _STRING),
+    "Location": ("URL of the created product (201), or where the browser goes next (302, 303)", _STRING),
     "Idempotent-Replayed": ("`true` when this is the stored answer to an earlier request with the same key", _STRING),
     "Set-Cookie": ("The browser session (`dmarket_session`, HttpOnly), set or cleared by the sign-in pages", _STRING),
 }
@@ -69,6 +69,7 @@ TAG_HEADERS = {"sign-in": ("Set-Cookie",)}
 # Headers by status, on every operation that can answer it.
 STATUS_HEADERS = {
     "302": ("Location",),
+    "303": ("Location",),
     "401": ("WWW-Authenticate",),
     "429": ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"),
     "503": ("Retry-After",),

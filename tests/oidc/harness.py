@@ -32,7 +32,7 @@ from tests.live import free_port
 HERE = Path(__file__).resolve().parent
 WEB_CLIENT = ("dmarket-web", "dmarket-web-secret")
 MACHINE_CLIENT = ("dmarket-machine", "dmarket-machine-secret")
-# The in-process app's public URL (DEFAULT_PUBLIC_URL): where the provider sends the browser back.
+# The in-process app's public URL (PORT unset: http://localhost:5000): where the provider sends the browser back.
 IN_PROCESS_API = "http://localhost:5000"
 
 one_pass_only = pytest.mark.skipif(
