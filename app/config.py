@@ -306,6 +306,8 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
         "HTTP_TIMEOUT": _int(env, "HTTP_TIMEOUT", 5, minimum=1),
         "CLIENT_ID": _str(env, "CLIENT_ID"),
         "CLIENT_SECRET": _str(env, "CLIENT_SECRET"),
+        # A public client (Auth0: a Single Page Application) for Swagger UI's Authorize (code + PKCE).
+        "SWAGGER_UI_CLIENT_ID": _str(env, "SWAGGER_UI_CLIENT_ID") if mode == "auth0" else None,
         "AUTH0_CALLBACK_URL": _url("AUTH0_CALLBACK_URL", callback) if callback else None,
         "LOGOUT_REDIRECT_URL": _url("LOGOUT_REDIRECT_URL", logout_to) if logout_to else None,
         "PUBLIC_URL": public_url,

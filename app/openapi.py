@@ -11,6 +11,8 @@ from collections import Counter
 
 from flask_openapi3 import OpenAPI
 
+from app.console import OAUTH_SCHEME, oauth_endpoints, oauth_scheme
+
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 # Every route but the probes shares the per-client rate limit.
 UNLIMITED_PREFIXES = ("/health",)
@@ -137,6 +139,29 @@ class DMarketOpenAPI(OpenAPI):
                 _document_headers(operation)
         _check_unique_operation_ids(self.spec_json["paths"])
         _name_one_of_variants(self.spec_json["components"]["schemas"])
+        self._offer_sign_in()
+
+    @property
+    def api_doc(self) -> dict:
+        """Built once; again while Swagger UI's sign-in waits for the issuer's discovery to answer."""
+        if self.spec_json and self._sign_in_pending:
+            self.generate_spec_json()
+        return super().api_doc
+
+    _sign_in_pending = False
+
+    def _offer_sign_in(self) -> None:
+        """With SWAGGER_UI_CLIENT_ID, Authorize also signs in at the issuer: every protected operation takes it."""
+        wanted = bool(self.config.get("SWAGGER_UI_CLIENT_ID"))
+        endpoints = oauth_endpoints(self) if wanted else None
+        self._sign_in_pending = wanted and endpoints is None
+        if endpoints is None:
+            return
+        self.spec_json["components"]["securitySchemes"][OAUTH_SCHEME] = oauth_scheme(endpoints)
+        for item in self.spec_json["paths"].values():
+            for operation in item.values():
+                if {"bearerAuth": []} in operation["security"]:
+                    operation["security"].append({OAUTH_SCHEME: ["openid"]})
 
     def _endpoints(self) -> dict[tuple[str, str], str]:
         """Each documented (path, method)'s Flask endpoint name, without its blueprint."""
