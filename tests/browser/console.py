@@ -18,10 +18,15 @@ SCREENS = os.environ.get("DMARKET_SCREENSHOTS")
 LOGGED_LINK = re.compile(r"to sign in, open (http://\S+/login\?code=\S+)")
 
 
-def screenshot(page: Page, name: str) -> None:
+def screenshot(page: Page, name: str, part: str | None = None) -> None:
+    """The viewport, or one part of the page (a CSS selector), as a person sees it."""
     if SCREENS:
         Path(SCREENS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENS) / f"{name}.png"), full_page=False)
+        path = str(Path(SCREENS) / f"{name}.png")
+        if part:
+            page.locator(part).first.screenshot(path=path)
+        else:
+            page.screenshot(path=path)
 
 
 def project_copy(tmp: Path) -> Path:

@@ -30,7 +30,7 @@ def execute(page: Page, operation: str, body: dict | None = None) -> tuple[int, 
     block = page.locator(f"#{operation}")
     if not block.locator(".opblock-body").is_visible():
         block.locator(".opblock-summary").first.click()
-    try_out = block.locator("button.try-out__btn")
+    try_out = block.locator("button.try-out__btn").first  # "Cancel" and "Reset" once tried out
     if try_out.inner_text().strip() == "Try it out":
         try_out.click()
     if body is not None:

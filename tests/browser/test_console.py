@@ -10,12 +10,18 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from app import create_app
+from tests.browser.conftest import LOCAL
 from tests.browser.console import MakeRun, project_copy, run_as_copied, screenshot, shown_curl
-from tests.browser.pages import CREATE, CREATE_REST, execute
-from tests.live import free_port
+from tests.browser.pages import CREATE, CREATE_REST, execute, open_swagger_ui
+from tests.live import ROOT, LiveServer, free_port
+from tests.oidc.harness import SWAGGER_CLIENT, WEB_CLIENT, OIDCProvider, migrate, one_pass_only
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 BANNER = "#dmarket-session"
+GET_ONE = "operations-products-getProduct"
+# oidc-provider's pages ask for a web font; nothing outside 127.0.0.1 answers here.
+OFFLINE = "fonts.googleapis.com"
 
 
 @pytest.fixture
@@ -65,7 +71,7 @@ def test_a_newcomer_from_the_logged_link_to_a_curl_that_works(page, context, mak
     assert status == 201 and created["user_id"] == "local|newcomer@example.com"
     command = shown_curl(page, CREATE_REST)
     assert "-H 'Authorization: Bearer ey" in command and f"'{api}/products'" in command
-    screenshot(page, "05-local-try-it-out-201-and-its-curl")
+    screenshot(page, "05-local-try-it-out-201-and-its-curl", f"#{CREATE_REST} .responses-inner > div:first-child")
     status, body = run_as_copied(command, tmp_path)
     assert status == 201, body
     copied = requests.get(f"{api.replace('localhost', '127.0.0.1')}/products?per_page=2", timeout=5).json()
@@ -86,3 +92,117 @@ def test_a_newcomer_from_the_logged_link_to_a_curl_that_works(page, context, mak
     assert status == 201
     assert browser_log.errors == [] and browser_log.failed == []
     assert browser_log.refused == []
+
+
+@pytest.mark.oidc_provider
+@one_pass_only
+def test_authorize_through_a_real_provider_then_try_it_out_and_its_curl(page, context, settings, tmp_path, browser_log):
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    provider = OIDCProvider(tmp_path, profile="auth0", api_urls=(api,))
+    env = {
+        **settings,
+        "AUTH0_ISSUER": provider.issuer,
+        "CLIENT_ID": WEB_CLIENT[0],
+        "CLIENT_SECRET": WEB_CLIENT[1],
+        "SWAGGER_UI_CLIENT_ID": SWAGGER_CLIENT,
+    }
+    migrate({**env, "PUBLIC_URL": api})
+    provider.start()
+    try:
+        with LiveServer(env, workers=1, port=port):
+            page.goto(f"{api}/openapi/")
+            expect(page.locator(BANNER)).to_contain_text("Not signed in.")
+            expect(page.locator(BANNER)).to_contain_text("press Authorize to sign in")
+            screenshot(page, "11-auth0-swagger-ui-not-signed-in")
+
+            page.get_by_role("button", name="Authorize").first.click()
+            dialog = page.locator(".dialog-ux .modal-ux")
+            sign_in = dialog.locator(".auth-container", has_text="signIn")
+            expect(sign_in).to_contain_text("authorizationCode with PKCE")
+            expect(sign_in.get_by_label("client_id:")).to_have_value(SWAGGER_CLIENT)
+            screenshot(page, "12-auth0-authorize-dialog")
+            with context.expect_page() as opened:
+                sign_in.locator("button.authorize").click()
+            popup = opened.value
+            popup.locator("input[name=login]").fill("carol@example.com")  # the provider's own login page
+            popup.locator("input[name=password]").fill("any password")
+            screenshot(popup, "13-auth0-provider-login-page")
+            popup.get_by_role("button", name="Sign-in").click()
+            popup.get_by_role("button", name="Continue").click()  # its consent page
+            popup.wait_for_event("close")
+            expect(sign_in.locator("button", has_text="Logout")).to_be_visible()
+            screenshot(page, "14-auth0-authorized")
+            sign_in.locator("button.btn-done").click()
+            expect(page.locator(BANNER).locator("[data-user]")).to_have_text("carol@example.com")
+            expect(page.locator(BANNER)).to_contain_text("by an access token from the identity provider")
+            screenshot(page, "15-auth0-swagger-ui-authorized-as")
+
+            status, created = execute(page, CREATE_REST)
+            assert status == 201 and created["user_id"] == "carol@example.com"
+            command = shown_curl(page, CREATE_REST)
+            assert "-H 'Authorization: Bearer ey" in command
+            screenshot(page, "16-auth0-try-it-out-201-and-its-curl", f"#{CREATE_REST} .responses-inner > div:first-child")
+            status, body = run_as_copied(command, tmp_path)
+            assert status == 201, body
+            assert requests.get(f"{api}/products?per_page=5", timeout=5).json()[0]["user_id"] == "carol@example.com"
+    finally:
+        provider.stop()
+    assert browser_log.errors == []
+    assert [failure for failure in browser_log.failed if OFFLINE not in failure] == []
+    assert browser_log.refused == []
+
+
+def test_refusals_say_what_to_do_in_swagger_ui(page, serve, browser_log):
+    """Local mode: a 401 names the sign-in page and `flask auth token`; an expired token, to sign in again;
+    a path id that is not one, the rule."""
+    server = serve(**LOCAL)
+    api = server.url
+    open_swagger_ui(page, api)
+
+    status, refused = execute(page, CREATE, {"name": "Lamp", "price": 5, "quantity": 1})
+    assert status == 401 and refused["code"] == "unauthorized"
+    assert f"sign in at {api}/login" in refused["message"] and "flask auth token EMAIL" in refused["message"]
+    screenshot(page, "21-401-not-signed-in", f"#{CREATE} .responses-inner > div:first-child")
+
+    expired = mint_expired(server)
+    page.get_by_role("button", name="Authorize").first.click()
+    dialog = page.locator(".dialog-ux .modal-ux")
+    dialog.locator(".auth-container input").fill(expired)
+    dialog.locator(".auth-btn-wrapper button.authorize").click()
+    dialog.locator(".auth-btn-wrapper button.btn-done").click()
+    status, refused = execute(page, CREATE, {"name": "Lamp", "price": 5, "quantity": 1})
+    assert status == 401 and refused["code"] == "invalid_token"
+    assert refused["message"].startswith(
+        f"The access token was rejected: the token has expired. To get a valid one, sign in again at {api}/login"
+    )
+    screenshot(page, "22-401-expired-token", f"#{CREATE} .responses-inner > div:first-child")
+
+    block = page.locator(f"#{GET_ONE}")
+    block.locator(".opblock-summary").first.click()
+    block.locator("button.try-out__btn").click()
+    block.locator("input[placeholder='product_id']").fill("abc")
+    block.locator("button.execute").click()
+    # Swagger UI checks an integer before sending it; the parameter it shows states the rule.
+    expect(block.locator(".parameters")).to_contain_text("a whole number from 1 to 2147483647")
+    block.locator(".parameters").scroll_into_view_if_needed()
+    screenshot(page, "23-path-id-in-swagger-ui")
+    answer = page.evaluate("() => fetch('/products/abc').then(async r => [r.status, await r.json()])")
+    assert answer == [
+        422,
+        {
+            "code": "validation_error",
+            "message": "The request is not valid.",
+            "details": [{"field": "product_id", "reason": "Product ids are whole numbers from 1 to 2147483647."}],
+        },
+    ]
+    page.goto(f"{api}/products/0")
+    expect(page.locator("body")).to_contain_text("Product ids are whole numbers from 1 to 2147483647.")
+    screenshot(page, "24-path-id-out-of-range-in-the-browser")
+    assert browser_log.errors == []
+
+
+def mint_expired(server) -> str:
+    """A token the server's local issuer signed, two minutes past its expiry (gunicorn's instance/ key)."""
+    app = create_app({**server.env, "INSTANCE_PATH": str(ROOT / "instance")})
+    return app.extensions["dmarket.auth"]["local_issuer"].mint(email="late@example.com", ttl=-120)
