@@ -20,6 +20,7 @@ from tests.oidc.harness import SWAGGER_CLIENT, WEB_CLIENT, OIDCProvider, migrate
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 BANNER = "#dmarket-session"
 GET_ONE = "operations-products-getProduct"
+LIVE_RESPONSE = ".responses-inner > div:first-child"  # the curl, the request URL and the server's answer
 # oidc-provider's pages ask for a web font; nothing outside 127.0.0.1 answers here.
 OFFLINE = "fonts.googleapis.com"
 
@@ -71,7 +72,7 @@ def test_a_newcomer_from_the_logged_link_to_a_curl_that_works(page, context, mak
     assert status == 201 and created["user_id"] == "local|newcomer@example.com"
     command = shown_curl(page, CREATE_REST)
     assert "-H 'Authorization: Bearer ey" in command and f"'{api}/products'" in command
-    screenshot(page, "05-local-try-it-out-201-and-its-curl", f"#{CREATE_REST} .responses-inner > div:first-child")
+    screenshot(page, "05-local-try-it-out-201-and-its-curl", f"#{CREATE_REST} {LIVE_RESPONSE}")
     status, body = run_as_copied(command, tmp_path)
     assert status == 201, body
     copied = requests.get(f"{api.replace('localhost', '127.0.0.1')}/products?per_page=2", timeout=5).json()
@@ -142,7 +143,7 @@ def test_authorize_through_a_real_provider_then_try_it_out_and_its_curl(page, co
             assert status == 201 and created["user_id"] == "carol@example.com"
             command = shown_curl(page, CREATE_REST)
             assert "-H 'Authorization: Bearer ey" in command
-            screenshot(page, "16-auth0-try-it-out-201-and-its-curl", f"#{CREATE_REST} .responses-inner > div:first-child")
+            screenshot(page, "16-auth0-try-it-out-201-and-its-curl", f"#{CREATE_REST} {LIVE_RESPONSE}")
             status, body = run_as_copied(command, tmp_path)
             assert status == 201, body
             assert requests.get(f"{api}/products?per_page=5", timeout=5).json()[0]["user_id"] == "carol@example.com"
@@ -163,7 +164,7 @@ def test_refusals_say_what_to_do_in_swagger_ui(page, serve, browser_log):
     status, refused = execute(page, CREATE, {"name": "Lamp", "price": 5, "quantity": 1})
     assert status == 401 and refused["code"] == "unauthorized"
     assert f"sign in at {api}/login" in refused["message"] and "flask auth token EMAIL" in refused["message"]
-    screenshot(page, "21-401-not-signed-in", f"#{CREATE} .responses-inner > div:first-child")
+    screenshot(page, "21-401-not-signed-in", f"#{CREATE} {LIVE_RESPONSE}")
 
     expired = mint_expired(server)
     page.get_by_role("button", name="Authorize").first.click()
@@ -176,7 +177,7 @@ def test_refusals_say_what_to_do_in_swagger_ui(page, serve, browser_log):
     assert refused["message"].startswith(
         f"The access token was rejected: the token has expired. To get a valid one, sign in again at {api}/login"
     )
-    screenshot(page, "22-401-expired-token", f"#{CREATE} .responses-inner > div:first-child")
+    screenshot(page, "22-401-expired-token", f"#{CREATE} {LIVE_RESPONSE}")
 
     block = page.locator(f"#{GET_ONE}")
     block.locator(".opblock-summary").first.click()
