@@ -422,7 +422,7 @@ class TestGet:
 
     def test_get_on_the_create_path_stays_405(self, client):
         response = client.get("/products/create")
-        assert response.status_code == 405 and response.headers["Allow"] == "POST, OPTIONS"
+        assert response.status_code == 405 and set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
 
     def test_the_document_states_the_rule(self, client):
         spec = client.get("/openapi/openapi.json").json

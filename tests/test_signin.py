@@ -82,7 +82,7 @@ class TestLogin:
         assert len(cookie) < 2048
         assert [key for key in cookie_payload(cookie) if key.startswith("_state_")] != []
         response = client.get(provider_answer(authorize_url))
-        assert response.status_code == 302 and response.headers["Location"].startswith("/products?q=")
+        assert response.status_code == 303 and response.headers["Location"].startswith("/products?q=")
         assert [user.user_id for user in users_in(app)] == ["auth0|alice"]
 
     def test_a_next_too_long_for_the_cookie_returns_home(self, client):
