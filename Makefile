@@ -26,7 +26,7 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
-## run: serve the API on http://127.0.0.1:5000 for development (HOST=, PORT= to change; SQLite, local sign-in)
+## run: serve the API on http://localhost:5000 for development (HOST=, PORT= to change; SQLite, local sign-in)
 HOST ?= 127.0.0.1
 PORT ?= 5000
 run: $(VENV)/.runtime
