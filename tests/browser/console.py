@@ -5,6 +5,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,14 +31,14 @@ def screenshot(page: Page, name: str, part: str | None = None) -> None:
 
 
 def project_copy(tmp: Path) -> Path:
-    """What `make run` needs, copied with its times kept (so make installs nothing), and the same .venv."""
+    """What `make run` needs, copied, with the virtualenv that runs the tests as its .venv."""
     copy = tmp / "project"
     copy.mkdir()
     for name in ("app", "migrations"):
         shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("Makefile", "wsgi.py", "requirements.txt"):
         shutil.copy2(ROOT / name, copy / name)
-    (copy / ".venv").symlink_to((ROOT / ".venv").resolve())
+    (copy / ".venv").symlink_to(Path(sys.prefix))  # the virtualenv running the tests: nothing to install
     return copy
 
 
@@ -68,7 +69,7 @@ class MakeRun:
         self.project, self.port = project, port
         self.log: list[str] = []
         self.process = subprocess.Popen(
-            ["make", "run", f"PORT={port}"],
+            ["make", "--old-file=.venv/.runtime", "run", f"PORT={port}"],  # installed already: never pip
             cwd=project,
             env=environment(),
             stdout=subprocess.PIPE,
