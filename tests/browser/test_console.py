@@ -130,8 +130,8 @@ def test_authorize_through_a_real_provider_then_try_it_out_and_its_curl(page, co
             popup.locator("input[name=password]").fill("any password")
             screenshot(popup, "13-auth0-provider-login-page")
             popup.get_by_role("button", name="Sign-in").click()
-            popup.get_by_role("button", name="Continue").click()  # its consent page
-            popup.wait_for_event("close")
+            with popup.expect_event("close"):  # armed first: the popup may close before a later wait begins
+                popup.get_by_role("button", name="Continue").click()  # its consent page
             expect(sign_in.locator("button", has_text="Logout")).to_be_visible()
             screenshot(page, "14-auth0-authorized")
             sign_in.locator("button.btn-done").click()
