@@ -26,15 +26,15 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
-## run: serve the API on http://127.0.0.1:5000 for development (HOST=, PORT= to change; SQLite, local sign-in)
+## run: serve the API on http://localhost:5000 for development (HOST=, PORT= to change; SQLite, local sign-in)
 HOST ?= 127.0.0.1
 PORT ?= 5000
 run: $(VENV)/.runtime
 	@$(BIN)/python -c "import socket, sys; s = socket.socket(); s.bind(('$(HOST)', $(PORT)))" 2>/dev/null || \
 		{ echo "make run: port $(PORT) on $(HOST) is taken (another server?). Choose another: PORT=5001 make run" >&2; \
 		exit 1; }
-	PUBLIC_URL=$${PUBLIC_URL:-http://localhost:$(PORT)} $(BIN)/flask db upgrade
-	PUBLIC_URL=$${PUBLIC_URL:-http://localhost:$(PORT)} $(BIN)/flask run --host $(HOST) --port $(PORT)
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/flask db upgrade
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/flask run --host $(HOST) --port $(PORT)
 
 ## serve: production-style serving with gunicorn (gunicorn.conf.py: PORT, WEB_CONCURRENCY, ...)
 serve: $(VENV)/.runtime

@@ -4,10 +4,9 @@ import functools
 
 from flask import redirect, request
 from flask_openapi3 import Info
-from flask_openapi3_swagger.templates import swagger_html_string
 from sqlalchemy import event
 
-from app import auth, limits, metrics
+from app import auth, console, limits, metrics
 from app.config import ConfigError, load_settings
 from app.errors import register_error_handlers, validation_error_response
 from app.extensions import cors, db, migrate, ping_when_idle
@@ -40,10 +39,6 @@ DESCRIPTION = (
     "Products marketplace API. Anyone reads; signed-in users create, and owners or admins change and delete. "
     f"Sign in at [/login](/login), or use **Authorize** with a bearer token. {SESSION_COOKIE}"
 )
-# Swagger UI itself at /openapi/ (assets are served by the app: no CDN, works offline).
-SWAGGER_AT_ROOT = swagger_html_string.replace("{{doc_url}}", "openapi.json").replace(
-    "{{ oauth_config|tojson }}", "null"
-)
 
 
 def create_app(config: dict | None = None) -> DMarketOpenAPI:
@@ -59,7 +54,6 @@ def create_app(config: dict | None = None) -> DMarketOpenAPI:
         validation_error_callback=validation_error_response,
     )
     app.config.from_mapping(load_settings(app.instance_path, config))
-    app.config["OPENAPI_HTML_STRING"] = SWAGGER_AT_ROOT
 
     configure_logging(app)
     register_extensions(app)
@@ -68,6 +62,7 @@ def create_app(config: dict | None = None) -> DMarketOpenAPI:
     auth.init_app(app)
     register_body_guard(app)
     register_blueprints(app, limiter)
+    console.init_app(app)
     register_error_handlers(app)
     metrics.init_app(app)
     return app
@@ -149,9 +144,11 @@ def register_blueprints(app: DMarketOpenAPI, limiter: limits.RateLimiter) -> Non
     from app import models  # noqa: F401  (models must be known to Flask-Migrate)
     from app.routes.admin import bp as admin_bp
     from app.routes.health import bp as health_bp
+    from app.routes.products import ProductIdConverter
     from app.routes.products import bp as products_bp
     from app.routes.users import bp as users_bp
 
+    app.url_map.converters["product_id"] = ProductIdConverter
     signin_bp = auth.signin_blueprint(app)
     limiter.limit_writes(products_bp, admin_bp, users_bp)
     limiter.limit_sign_in(signin_bp)

@@ -21,7 +21,6 @@ DEFAULT_LOCAL_AUDIENCE = "http://localhost:5000/api"
 INSECURE_SECRET = "dev-only-insecure-secret-key"
 SECRET_KEY_FILE = "secret_key"
 SIGNIN_CODE_FILE = "local_signin_code"
-DEFAULT_PUBLIC_URL = "http://localhost:5000"
 
 
 class ConfigError(Exception):
@@ -202,11 +201,26 @@ def _public_url(env: Mapping, app_env: str, *, needed: bool) -> str | None:
                 "PUBLIC_URL (the API's public base URL, e.g. https://api.example.com) is required when "
                 "APP_ENV=production, unless AUTH0_CALLBACK_URL and LOGOUT_REDIRECT_URL are both set"
             )
-        return None if app_env == "production" else DEFAULT_PUBLIC_URL
+        return None if app_env == "production" else _served_url(env)
     parts = urlsplit(_url("PUBLIC_URL", value))
     if parts.query or parts.fragment:
         raise ConfigError(f"PUBLIC_URL must be a base URL without query or fragment, got {value!r}")
     return value.rstrip("/")
+
+
+def _served_url(env: Mapping) -> str:
+    """Where the development server runs (`make run`'s HOST and PORT): every link it prints names it.
+
+    Loopback and wildcard binds are named `localhost`, the one host name the README uses: browser
+    cookies are kept per host name, so a browser signs in on one of them, never both.
+    """
+    port = _int(env, "PORT", 5000, minimum=1)
+    host = (_str(env, "HOST", "localhost") or "localhost").strip("[]")
+    if host in ("localhost", "0.0.0.0", "::") or host.startswith("127.") or host == "::1":
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def _metrics(env: Mapping) -> dict:
@@ -292,6 +306,8 @@ def _auth(env: Mapping, app_env: str, instance_path: str) -> dict:
         "HTTP_TIMEOUT": _int(env, "HTTP_TIMEOUT", 5, minimum=1),
         "CLIENT_ID": _str(env, "CLIENT_ID"),
         "CLIENT_SECRET": _str(env, "CLIENT_SECRET"),
+        # A public client (Auth0: a Single Page Application) for Swagger UI's Authorize (code + PKCE).
+        "SWAGGER_UI_CLIENT_ID": _str(env, "SWAGGER_UI_CLIENT_ID") if mode == "auth0" else None,
         "AUTH0_CALLBACK_URL": _url("AUTH0_CALLBACK_URL", callback) if callback else None,
         "LOGOUT_REDIRECT_URL": _url("LOGOUT_REDIRECT_URL", logout_to) if logout_to else None,
         "PUBLIC_URL": public_url,

@@ -134,7 +134,7 @@ def _start() -> None:
 
 
 def _route() -> str:
-    """The matched rule's template (`/products/<int:product_id>`), never the path a client typed."""
+    """The matched rule's template (`/products/<product_id:product_id>`), never the path a client typed."""
     rule = request.url_rule
     return rule.rule if rule is not None else "<unmatched>"
 

@@ -11,6 +11,8 @@ from collections import Counter
 
 from flask_openapi3 import OpenAPI
 
+from app.console import OAUTH_SCHEME, oauth_endpoints, oauth_scheme
+
 ERROR_REF = {"$ref": "#/components/schemas/ErrorOut"}
 # Every route but the probes shares the per-client rate limit.
 UNLIMITED_PREFIXES = ("/health",)
@@ -38,7 +40,7 @@ HEADERS = {
         _STRING,
     ),
     "Cache-Control": ("`no-cache`: a cache may keep the answer but must revalidate it (If-None-Match)", _STRING),
-    "Location": ("URL of the created product (201), or where the browser goes next (302)", _STRING),
+    "Location": ("URL of the created product (201), or where the browser goes next (302, 303)", _STRING),
     "Idempotent-Replayed": ("`true` when this is the stored answer to an earlier request with the same key", _STRING),
     "Set-Cookie": ("The browser session (`dmarket_session`, HttpOnly), set or cleared by the sign-in pages", _STRING),
 }
@@ -69,6 +71,7 @@ TAG_HEADERS = {"sign-in": ("Set-Cookie",)}
 # Headers by status, on every operation that can answer it.
 STATUS_HEADERS = {
     "302": ("Location",),
+    "303": ("Location",),
     "401": ("WWW-Authenticate",),
     "429": ("Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"),
     "503": ("Retry-After",),
@@ -136,6 +139,29 @@ class DMarketOpenAPI(OpenAPI):
                 _document_headers(operation)
         _check_unique_operation_ids(self.spec_json["paths"])
         _name_one_of_variants(self.spec_json["components"]["schemas"])
+        self._offer_sign_in()
+
+    @property
+    def api_doc(self) -> dict:
+        """Built once; again while Swagger UI's sign-in waits for the issuer's discovery to answer."""
+        if self.spec_json and self._sign_in_pending:
+            self.generate_spec_json()
+        return super().api_doc
+
+    _sign_in_pending = False
+
+    def _offer_sign_in(self) -> None:
+        """With SWAGGER_UI_CLIENT_ID, Authorize also signs in at the issuer: every protected operation takes it."""
+        wanted = bool(self.config.get("SWAGGER_UI_CLIENT_ID"))
+        endpoints = oauth_endpoints(self) if wanted else None
+        self._sign_in_pending = wanted and endpoints is None
+        if endpoints is None:
+            return
+        self.spec_json["components"]["securitySchemes"][OAUTH_SCHEME] = oauth_scheme(endpoints)
+        for item in self.spec_json["paths"].values():
+            for operation in item.values():
+                if {"bearerAuth": []} in operation["security"]:
+                    operation["security"].append({OAUTH_SCHEME: ["openid"]})
 
     def _endpoints(self) -> dict[tuple[str, str], str]:
         """Each documented (path, method)'s Flask endpoint name, without its blueprint."""

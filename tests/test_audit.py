@@ -249,7 +249,7 @@ class TestAccounts:
 
     def test_through_the_browser_session(self, app, client, people, issuer):
         issuer.login_as = {"sub": "auth0|root", "email": "root@example.com", "name": "Root", "email_verified": True}
-        assert sign_in(client).status_code == 302
+        assert sign_in(client).status_code == 303
         response = client.delete("/users/auth0%7Cbob", headers={"Origin": "http://localhost"})
         assert response.status_code == 200
         granted = client.post("/admin/set", json={"user_id": "auth0|alice"}, headers={"Origin": "http://localhost"})

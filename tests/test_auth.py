@@ -9,7 +9,7 @@ import pytest
 
 from app.auth.verifier import InvalidToken, IssuerUnavailable, JWKSCache
 from app.extensions import db
-from app.models import Product, User
+from app.models import BrowserSession, Product, User
 from tests.factories import bearer, make_user
 from tests.issuer import ADMIN_CLAIM, AUDIENCE, LocalOIDCIssuer, new_key
 from tests.live import free_port
@@ -155,18 +155,110 @@ class TestRejected:
 
 
 class TestChallenges:
-    def test_missing_header(self, app, client):
+    def test_missing_header(self, app, client, issuer):
         response = create(client, {})
         assert response.status_code == 401
-        assert response.headers["WWW-Authenticate"] == "Bearer"
-        assert response.json["code"] == "unauthorized"
+        how = (
+            "sign in at http://localhost:5000/login, "
+            f"or send an access token from {issuer.url} with the audience {AUDIENCE}"
+        )
+        assert response.json == {
+            "code": "unauthorized",
+            "message": f"Authentication is required: send Authorization: Bearer <access token>, or {how}.",
+        }
+        assert response.headers["WWW-Authenticate"] == f'Bearer error_description="Authentication is required: {how}"'
         assert product_count(app) == 0
 
     @pytest.mark.parametrize("value", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "Token abc"])
     def test_not_a_bearer_credential(self, client, value):
         response = create(client, {"Authorization": value})
         assert response.status_code == 401
-        assert response.headers["WWW-Authenticate"] == "Bearer"
+        challenge = response.headers["WWW-Authenticate"]
+        assert challenge.startswith('Bearer error_description="Send Authorization: Bearer <access token>; to get one')
+        assert "sign in at http://localhost:5000/login" in challenge
+        assert "to get one, sign in at http://localhost:5000/login" in response.json["message"]
+
+    def test_an_expired_token_says_to_sign_in_again(self, client, issuer):
+        response = create(client, bearer(issuer.token(exp=int(time.time()) - 120)))
+        assert response.status_code == 401
+        how = f"sign in again at http://localhost:5000/login, or send an access token from {issuer.url}"
+        assert response.json["message"].startswith(
+            f"The access token was rejected: the token has expired. To get a valid one, {how}"
+        )
+        assert response.headers["WWW-Authenticate"].startswith(
+            f'Bearer error="invalid_token", error_description="the token has expired; {how}'
+        )
+
+    def test_another_rejection_says_how_to_get_one(self, client, issuer):
+        response = create(client, bearer(issuer.token(aud="https://another-api.example")))
+        assert "To get a valid one, sign in at http://localhost:5000/login" in response.json["message"]
+        assert "again" not in response.json["message"]
+
+    def test_the_sign_in_address_follows_public_url(self, make_app):
+        client = make_app(PUBLIC_URL="https://api.example.com/").test_client()
+        response = create(client, {})
+        assert "sign in at https://api.example.com/login," in response.json["message"]
+        assert "sign in at https://api.example.com/login," in response.headers["WWW-Authenticate"]
+
+
+class TestChallengesInLocalMode:
+    """AUTH_MODE=local: the sign-in page and `flask auth token`, on the server's own address."""
+
+    HOW = (
+        "sign in at http://localhost:8350/login (the link the server logs carries its sign-in code), "
+        "or run `flask auth token EMAIL` for a bearer token"
+    )
+
+    @pytest.fixture
+    def local(self, make_app):
+        return make_app(AUTH_MODE="local", AUTH0_ISSUER="", API_AUDIENCE="", PORT="8350")
+
+    def test_missing_credentials(self, local):
+        response = create(local.test_client(), {})
+        assert response.json["message"] == (
+            f"Authentication is required: send Authorization: Bearer <access token>, or {self.HOW}."
+        )
+        assert (
+            response.headers["WWW-Authenticate"] == f'Bearer error_description="Authentication is required: {self.HOW}"'
+        )
+
+    def test_an_expired_token(self, local):
+        token = local.extensions["dmarket.auth"]["local_issuer"].mint(email="dev@example.com", ttl=-120)
+        response = create(local.test_client(), bearer(token))
+        again = self.HOW.replace("sign in at", "sign in again at")
+        assert response.json == {
+            "code": "invalid_token",
+            "message": f"The access token was rejected: the token has expired. To get a valid one, {again}.",
+        }
+        assert response.headers["WWW-Authenticate"] == (
+            f'Bearer error="invalid_token", error_description="the token has expired; {again}"'
+        )
+
+    def test_an_ended_session(self, local):
+        client = local.test_client()
+        code = local.config["LOCAL_SIGNIN_CODE"]
+        client.post("/login", data={"email": "dev@example.com", "code": code}, headers={"Origin": "http://localhost"})
+        with local.app_context():
+            row = db.session.query(BrowserSession).one()
+            row.access_token = local.extensions["dmarket.auth"]["local_issuer"].mint(email="dev@example.com", ttl=-120)
+            db.session.commit()
+        response = client.get("/me")
+        again = self.HOW.replace("sign in at", "sign in again at")
+        assert response.status_code == 401 and response.json == {
+            "code": "session_expired",
+            "message": f"Your session has ended; {again}.",
+        }
+        assert response.headers["WWW-Authenticate"] == f'Bearer error_description="The session has ended; {again}"'
+
+    def test_the_other_loopback_name_is_named_as_the_cause(self, local):
+        response = local.test_client().get("/me", base_url="http://127.0.0.1:8350")
+        assert response.status_code == 401
+        assert response.json["message"].endswith(
+            " This request went to 127.0.0.1:8350, but browser sign-in cookies are kept per host name and "
+            "this API's address is http://localhost:8350: use that one."
+        )
+        on_the_address = local.test_client().get("/me", base_url="http://localhost:8350")
+        assert "kept per host name" not in on_the_address.json["message"]
 
     def test_authentication_comes_before_body_validation(self, client):
         response = client.post("/products/create", json={"name": "", "price": "free"})

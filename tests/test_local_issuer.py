@@ -122,22 +122,81 @@ class TestLocalSignIn:
         assert "Development sign-in" in html and 'name="email"' in html and 'name="admin"' in html
         assert 'value="/products"' in html
 
-    def test_signing_in_sets_the_session_and_shows_a_token(self, local_app):
+    def test_signing_in_sets_the_session_then_sees_other_to_next(self, local_app):
         client = local_app.test_client()
-        page = sign_in(local_app, client, {"email": "dev@example.com", "name": "Dev"})
-        assert page.status_code == 200
-        token = page.get_data(as_text=True).split("<textarea readonly>")[1].split("</textarea>")[0]
-        assert payload(token)["sub"] == "local|dev@example.com"
+        response = sign_in(local_app, client, {"email": "dev@example.com", "name": "Dev", "next": "/openapi/"})
+        assert response.status_code == 303 and response.headers["Location"] == "/openapi/"
+        assert response.get_data() == b"" or b"<textarea" not in response.get_data()  # no token on a page
         assert client.get("/me").json["email"] == "dev@example.com"
         created = client.post(
             "/products/create",
             json={"name": "Lamp", "price": "1.00", "quantity": 1},
             headers={"Origin": "http://localhost"},
         )
-        assert created.status_code == 201
-        other = local_app.test_client()
-        assert other.get("/me", headers=bearer(token)).json["user_id"] == "local|dev@example.com"
+        assert created.status_code == 201 and created.json["user_id"] == "local|dev@example.com"
 
+    @pytest.mark.parametrize("target", [None, "https://evil.example/", "//evil.example/x", "openapi"])
+    def test_without_a_local_next_it_lands_on_the_root(self, local_app, target):
+        data = {"email": "dev@example.com", **({"next": target} if target else {})}
+        response = sign_in(local_app, local_app.test_client(), data)
+        assert response.status_code == 303 and response.headers["Location"] == "/"
+
+
+class TestSessionToken:
+    """POST /session/token: Swagger UI's bearer token for the browser's signed-in user."""
+
+    def test_a_short_lived_token_for_the_signed_in_user(self, local_app):
+        client = local_app.test_client()
+        sign_in(local_app, client, {"email": "dev@example.com", "name": "Dev"})
+        response = client.post("/session/token", headers=ORIGIN)
+        assert response.status_code == 200
+        body = response.json
+        assert body["token_type"] == "Bearer" and 890 <= body["expires_in"] <= 900
+        assert body["user"]["email"] == "dev@example.com" and body["user"]["is_admin"] is False
+        claims = payload(body["access_token"])
+        assert claims["sub"] == "local|dev@example.com" and claims["exp"] - claims["iat"] == body["expires_in"]
+        stranger = local_app.test_client()  # the token alone, as a copied curl sends it
+        created = stranger.post(
+            "/products", json={"name": "Lamp", "price": 1, "quantity": 1}, headers=bearer(body["access_token"])
+        )
+        assert created.status_code == 201 and created.json["user_id"] == "local|dev@example.com"
+
+    def test_an_admin_session_gets_an_admin_token(self, local_app):
+        client = local_app.test_client()
+        sign_in(local_app, client, {"email": "boss@example.com", "admin": "true"})
+        token = client.post("/session/token", headers=ORIGIN).json["access_token"]
+        assert local_app.test_client().get("/admin/check", headers=bearer(token)).json == {"is_admin": True}
+
+    def test_never_outlives_the_session_token(self, local_app):
+        client = local_app.test_client()
+        sign_in(local_app, client, {"email": "dev@example.com"})
+        with local_app.app_context():
+            row = db.session.query(BrowserSession).one()
+            issuer = local_app.extensions["dmarket.auth"]["local_issuer"]
+            row.access_token = issuer.mint(email="dev@example.com", ttl=120)
+            db.session.commit()
+        body = client.post("/session/token", headers=ORIGIN).json
+        assert 110 <= body["expires_in"] <= 120
+
+    def test_needs_a_browser_session_not_a_bearer_token(self, local_app):
+        token = mint(local_app, "dev@example.com")
+        response = local_app.test_client().post("/session/token", headers={**ORIGIN, **bearer(token)})
+        assert response.status_code == 401 and response.json["code"] == "unauthorized"
+        assert "sign in at http://localhost:5000/login" in response.json["message"]
+        assert "flask auth token EMAIL" in response.headers["WWW-Authenticate"]
+
+    def test_a_cross_site_page_cannot_mint_one(self, local_app):
+        client = local_app.test_client()
+        sign_in(local_app, client, {"email": "dev@example.com"})
+        response = client.post("/session/token", headers={"Origin": "https://evil.example"})
+        assert response.status_code == 403 and response.json["code"] == "cross_site_request"
+        assert "access_token" not in response.get_data(as_text=True)
+
+    def test_not_offered_in_auth0_mode(self, client):
+        assert client.post("/session/token", headers=ORIGIN).status_code == 404
+
+
+class TestSignInPage:
     def test_admin_box(self, local_app):
         client = local_app.test_client()
         sign_in(local_app, client, {"email": "boss@example.com", "admin": "true"})
@@ -176,9 +235,8 @@ class TestLocalSignIn:
         assert page.status_code == 403 and page.json["code"] == "account_disabled"
         assert client.get("/me").status_code == 401
 
-    def test_the_signed_in_page_passes_its_content_security_policy(self, local_app):
-        client = local_app.test_client()
-        page = sign_in(local_app, client, {"email": "dev@example.com"})
+    def test_the_sign_in_page_passes_its_content_security_policy(self, local_app):
+        page = local_app.test_client().get("/login")
         assert page.status_code == 200
         assert "<script" not in page.get_data(as_text=True)
         assert "form-action 'self'" in page.headers["Content-Security-Policy"]
@@ -230,7 +288,7 @@ class TestSignInCode:
         form = client.get(f"/login?code={code}").get_data(as_text=True)
         assert re.search(rf'name="code"[^>]*value="{re.escape(code)}"', form)
         response = sign_in(app, client, {"email": "dev@example.com"})
-        assert response.status_code == 200 and "<textarea readonly>" in response.get_data(as_text=True)
+        assert response.status_code == 303
         assert client.get("/me").json["user_id"] == "local|dev@example.com"
 
     def test_the_cli_prints_the_link(self, local_app, app):
@@ -257,7 +315,7 @@ class TestSignInCode:
         assert not (Path(settings["INSTANCE_PATH"]) / "local_signin_code").exists()
         log = capsys.readouterr().err
         assert "login?code=<LOCAL_SIGNIN_CODE>" in log and "my-own-code-42" not in log
-        assert sign_in(app, app.test_client(), {"email": "dev@example.com"}).status_code == 200
+        assert sign_in(app, app.test_client(), {"email": "dev@example.com"}).status_code == 303
 
     @pytest.mark.parametrize("code", ["short", "has space in it", "naïve-code-123"])
     def test_a_weak_or_odd_configured_code_stops_start_up(self, tmp_path, code):
@@ -337,3 +395,56 @@ class TestAdminCommands:
         token = local_app.test_cli_runner().invoke(args=["auth", "token", "dev@example.com"]).output.strip()
         assert payload(token)["email_verified"] is True
         assert local_app.test_client().get("/me", headers=bearer(token)).json["email_verified"] is True
+
+
+class TestTheServersAddress:
+    """Every link printed names the server that runs: HOST and PORT (as `make run` takes them) or PUBLIC_URL."""
+
+    @pytest.mark.parametrize(
+        "env, address",
+        [
+            ({}, "http://localhost:5000"),
+            ({"PORT": "8350"}, "http://localhost:8350"),
+            ({"PORT": "8350", "HOST": "127.0.0.1"}, "http://localhost:8350"),
+            ({"PORT": "8350", "HOST": "0.0.0.0"}, "http://localhost:8350"),
+            ({"PORT": "8350", "HOST": "::1"}, "http://localhost:8350"),
+            ({"PORT": "8350", "HOST": "192.0.2.7"}, "http://192.0.2.7:8350"),
+            ({"PORT": "8350", "HOST": "fd00::7"}, "http://[fd00::7]:8350"),
+            ({"PORT": "8350", "PUBLIC_URL": "https://api.example.com"}, "https://api.example.com"),
+        ],
+    )
+    def test_the_cli_link_and_the_log_name_it(self, make_app, capsys, env, address):
+        app = make_app(**LOCAL, **env)
+        code = app.config["LOCAL_SIGNIN_CODE"]
+        assert f"to sign in, open {address}/login?code={code} " in capsys.readouterr().err
+        result = app.test_cli_runner().invoke(args=["auth", "signin-link"])
+        assert result.exit_code == 0 and result.output == f"{address}/login?code={code}\n"
+
+    def test_a_bad_port_stops_start_up(self, tmp_path):
+        with pytest.raises(ConfigError, match="PORT must be a whole number"):
+            create_app({"INSTANCE_PATH": str(tmp_path), **LOCAL, "PORT": "http"})
+
+
+class TestOneHostName:
+    """Development: pages opened on the other loopback name go to the server's address, where sign-in holds."""
+
+    @pytest.fixture
+    def dev_app(self, make_app):
+        return make_app(**LOCAL, APP_ENV="development", PORT="8350")
+
+    @pytest.mark.parametrize("host", ["127.0.0.1:8350", "[::1]:8350"])
+    @pytest.mark.parametrize("path", ["/openapi/", "/login?code=abc&next=/openapi/", "/signed-out"])
+    def test_pages_on_the_other_loopback_name_are_sent_to_the_address(self, dev_app, host, path):
+        response = dev_app.test_client().get(path, base_url=f"http://{host}")
+        assert response.status_code == 307 and response.headers["Location"] == f"http://localhost:8350{path}"
+
+    def test_pages_on_the_address_and_api_calls_stay(self, dev_app):
+        client = dev_app.test_client()
+        assert client.get("/openapi/", base_url="http://localhost:8350").status_code == 200
+        assert client.get("/products", base_url="http://127.0.0.1:8350").status_code == 200
+        assert client.get("/openapi/", base_url="http://127.0.0.1:9999").status_code == 200  # another server
+        assert client.get("/openapi/", base_url="http://evil.example:8350").status_code == 200  # not a loopback alias
+
+    def test_only_in_development(self, make_app):
+        app = make_app(**LOCAL, PORT="8350")  # APP_ENV=testing
+        assert app.test_client().get("/openapi/", base_url="http://127.0.0.1:8350").status_code == 200

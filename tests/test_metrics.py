@@ -80,7 +80,7 @@ def test_bad_metrics_settings_are_refused_at_start(settings, settings_, message)
 
 
 def test_requests_are_counted_by_route_template_method_and_status(metered, app, user_headers):
-    route = "/products/<int:product_id>"
+    route = "/products/<product_id:product_id>"
     before = scrape(metered)
     created = metered.post("/products/create", json=PRODUCT, headers=user_headers)
     assert created.status_code == 201

@@ -251,7 +251,7 @@ class TestFormFields:
         app = make_app(**LOCAL)
         form = {"code": app.config["LOCAL_SIGNIN_CODE"], "email": "dev@example.com", "name": name}
         response = app.test_client().post("/login", data=form, headers={"Origin": "http://localhost"})
-        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+        assert response.status_code == 303, response.get_data(as_text=True)[:300]
         with app.app_context():
             assert db.session.get(User, "local|dev@example.com").name == name
 
@@ -259,5 +259,5 @@ class TestFormFields:
         app = make_app(**LOCAL)
         client = app.test_client()
         form = {"code": app.config["LOCAL_SIGNIN_CODE"], "email": "boss@example.com", "admin": "on"}
-        assert client.post("/login", data=form, headers={"Origin": "http://localhost"}).status_code == 200
+        assert client.post("/login", data=form, headers={"Origin": "http://localhost"}).status_code == 303
         assert client.get("/admin/check").json == {"is_admin": True}

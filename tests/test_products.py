@@ -397,10 +397,42 @@ class TestGet:
         assert response.status_code == 404
         assert response.json == {"code": "not_found", "message": "The product was not found."}
 
-    def test_ids_out_of_range_are_rejected_not_500(self, client):
-        assert client.get("/products/99999999999999999999").status_code == 422
-        assert client.get("/products/0").status_code == 422
-        assert client.get("/products/-1").status_code == 404  # not an id at all
+    @pytest.mark.parametrize(
+        "product_id", ["99999999999999999999", "2147483648", "0", "-1", "abc", "1.5", "1e3", "%20", "0x1F"]
+    )
+    def test_an_id_that_breaks_the_rule_is_a_422_naming_it(self, client, product_id):
+        response = client.get(f"/products/{product_id}")
+        assert response.status_code == 422
+        assert response.json == {
+            "code": "validation_error",
+            "message": "The request is not valid.",
+            "details": [{"field": "product_id", "reason": "Product ids are whole numbers from 1 to 2147483647."}],
+        }
+
+    @pytest.mark.parametrize("method", ["put", "patch", "delete"])
+    def test_writes_name_the_rule_too(self, client, user_headers, method):
+        response = getattr(client, method)("/products/abc", json={"name": "x"}, headers=user_headers)
+        assert response.status_code == 422
+        assert response.json["details"] == [
+            {"field": "product_id", "reason": "Product ids are whole numbers from 1 to 2147483647."}
+        ]
+
+    def test_the_largest_id_is_valid_and_merely_unknown(self, client):
+        assert client.get("/products/2147483647").json["code"] == "not_found"
+
+    def test_get_on_the_create_path_stays_405(self, client):
+        response = client.get("/products/create")
+        assert response.status_code == 405 and set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+
+    def test_the_document_states_the_rule(self, client):
+        spec = client.get("/openapi/openapi.json").json
+        for path, item in spec["paths"].items():
+            for operation in item.values():
+                for parameter in operation["parameters"]:
+                    if parameter["name"] == "product_id":
+                        assert parameter["in"] == "path" and "1 to 2147483647" in parameter["description"], path
+                        assert parameter["schema"]["minimum"] == 1 and parameter["schema"]["maximum"] == 2147483647
+                        assert "422" in operation["responses"]
 
 
 class TestCreate:

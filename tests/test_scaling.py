@@ -87,7 +87,7 @@ def test_a_session_made_on_one_instance_works_on_the_other(cluster):
     back = requests.get(to_provider.headers["Location"], allow_redirects=False, timeout=10).headers["Location"]
     assert urlsplit(back).netloc == urlsplit(first).netloc
     signed_in = browser.get(back, allow_redirects=False, timeout=10)
-    assert signed_in.status_code == 302 and "dmarket_session" in browser.cookies
+    assert signed_in.status_code == 303 and "dmarket_session" in browser.cookies
 
     me = browser.get(f"{second}/me", timeout=10)
     assert me.status_code == 200 and me.json()["user_id"] == "auth0|alice"

@@ -82,7 +82,7 @@ class TestLogin:
         assert len(cookie) < 2048
         assert [key for key in cookie_payload(cookie) if key.startswith("_state_")] != []
         response = client.get(provider_answer(authorize_url))
-        assert response.status_code == 302 and response.headers["Location"].startswith("/products?q=")
+        assert response.status_code == 303 and response.headers["Location"].startswith("/products?q=")
         assert [user.user_id for user in users_in(app)] == ["auth0|alice"]
 
     def test_a_next_too_long_for_the_cookie_returns_home(self, client):
@@ -98,7 +98,7 @@ class TestLogin:
 class TestCallback:
     def test_signs_in_creates_the_user_and_returns_to_next(self, app, client, issuer):
         response = sign_in(client, next_path="/products?page=2")
-        assert response.status_code == 302
+        assert response.status_code == 303  # See Other: reloading next never repeats the exchange
         assert response.headers["Location"] == "/products?page=2"
         cookie = response.headers["Set-Cookie"]
         assert cookie.startswith("dmarket_session=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
@@ -219,13 +219,13 @@ class TestEmailVerifiedAtSignIn:
     def test_from_the_id_token(self, app, client, issuer, flag):
         issuer.login_as = {**issuer.login_as, "email_verified": flag}
         issuer.access_token_overrides = {"email": None, "email_verified": None, "name": None}
-        assert sign_in(client).status_code == 302
+        assert sign_in(client).status_code == 303
         assert self.verified(app) == ("alice@example.com", flag)
 
     def test_the_access_tokens_flag_does_not_vouch_for_the_id_tokens_email(self, app, client, issuer):
         issuer.login_as = {"sub": "auth0|alice", "email": "alice@x.example", "name": "Alice"}
         issuer.access_token_overrides = {"email": "other@example.com", "email_verified": True}
-        assert sign_in(client).status_code == 302
+        assert sign_in(client).status_code == 303
         assert self.verified(app) == ("alice@x.example", False)
 
     def test_a_disabled_account_cannot_sign_in(self, app, client, issuer):
@@ -329,7 +329,7 @@ class TestSession:
         for browser in (client, other):
             response = browser.get("/me")
             assert response.status_code == 401
-        assert sign_in(client).status_code == 302
+        assert sign_in(client).status_code == 303
         assert client.get("/me").json["user_id"] == "auth0|alice"
 
     def test_deleting_a_user_deletes_their_sessions(self, app, client):

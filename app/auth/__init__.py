@@ -7,7 +7,7 @@ from flask import Flask
 from flask_openapi3 import APIBlueprint
 
 from app import metrics
-from app.auth import session
+from app.auth import hints, session
 from app.auth.cache import TokenCache
 from app.auth.decorators import (
     authenticate_if_required,
@@ -63,6 +63,7 @@ def init_app(app: Flask) -> None:
         "management": client_for(cfg) if issuer is None else None,
     }
     session.init_app(app)
+    hints.init_app(app)
     app.before_request(authenticate_if_required)
 
     from app.auth.cli import admin_cli, audit_cli, auth_cli

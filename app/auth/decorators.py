@@ -12,6 +12,7 @@ from functools import wraps
 from flask import current_app, g, request
 
 from app import metrics
+from app.auth.hints import challenge, how_to_sign_in, other_host_hint
 from app.auth.session import end_session, ensure_same_site_request, session_token
 from app.auth.verifier import InvalidToken, IssuerUnavailable
 from app.errors import Forbidden, ServiceUnavailable, Unauthorized
@@ -91,21 +92,32 @@ def _authenticate(*, fresh: bool = False) -> Identity:
         return _identity(_bearer_token(), via="bearer", fresh=fresh)
     token = session_token()
     if token is None:
+        how = how_to_sign_in()
         raise Unauthorized(
-            "Authentication is required: send Authorization: Bearer <access token>, or sign in at /login.",
-            headers={"WWW-Authenticate": "Bearer"},
+            f"Authentication is required: send Authorization: Bearer <access token>, or {how}.{other_host_hint()}",
+            headers={"WWW-Authenticate": challenge(f"Authentication is required: {how}")},
         )
     ensure_same_site_request()
     return _identity(token, via="session", fresh=fresh)
+
+
+def session_identity() -> Identity | None:
+    """The browser session's caller, whatever Authorization says; None without a live session."""
+    token = session_token()
+    if token is None:
+        return None
+    ensure_same_site_request()
+    return _identity(token, via="session")
 
 
 def _bearer_token() -> str:
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
+        how = how_to_sign_in()
         raise Unauthorized(
-            "Authentication is required: send Authorization: Bearer <access token>.",
-            headers={"WWW-Authenticate": "Bearer"},
+            f"Authentication is required: send Authorization: Bearer <access token>; to get one, {how}.",
+            headers={"WWW-Authenticate": challenge(f"Send Authorization: Bearer <access token>; to get one, {how}")},
         )
     return token
 
@@ -135,15 +147,18 @@ def _verify(verifier, token: str, *, via: str) -> dict:
         metrics.token_rejected(str(exc))
         if via == "session":
             end_session()
+            again = how_to_sign_in(again=True)
             raise Unauthorized(
-                "Your session has ended; sign in again at /login.",
+                f"Your session has ended; {again}.",
                 code="session_expired",
-                headers={"WWW-Authenticate": "Bearer"},
+                headers={"WWW-Authenticate": challenge(f"The session has ended; {again}")},
             ) from None
+        # An expired token was once valid: the remedy is a new one. Any other reason: how to get one at all.
+        remedy = how_to_sign_in(again="expired" in str(exc))
         raise Unauthorized(
-            f"The access token was rejected: {exc}.",
+            f"The access token was rejected: {exc}. To get a valid one, {remedy}.",
             code="invalid_token",
-            headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc}"'},
+            headers={"WWW-Authenticate": challenge(f"{exc}; {remedy}", error="invalid_token")},
         ) from None
     except IssuerUnavailable:
         raise ServiceUnavailable(

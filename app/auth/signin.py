@@ -28,6 +28,7 @@ from app.services.users import ensure_enabled, sync_user
 
 log = logging.getLogger(__name__)
 REDIRECT = {"description": "Redirect (see Location)"}
+SEE_OTHER = {"description": "Signed in: See Other, to `next` (Location)"}
 HTML = {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
 PROFILE_CLAIMS = ("email", "name", "email_verified")
 
@@ -128,7 +129,7 @@ def login(query: LoginQuery):
 
 
 @bp.get(
-    "/callback", responses={302: REDIRECT, 400: ErrorOut, 403: ErrorOut, 501: ErrorOut, 502: ErrorOut, 503: ErrorOut}
+    "/callback", responses={303: SEE_OTHER, 400: ErrorOut, 403: ErrorOut, 501: ErrorOut, 502: ErrorOut, 503: ErrorOut}
 )
 def callback(query: CallbackQuery):
     """Where the provider sends the browser back: exchanges the code and starts the session."""
@@ -158,7 +159,7 @@ def callback(query: CallbackQuery):
     except (requests.RequestException, ValueError) as exc:
         raise _provider_down(exc) from None
     _start(token)
-    return redirect(target)
+    return redirect(target, 303)
 
 
 def _start(token: dict) -> None:

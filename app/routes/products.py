@@ -4,6 +4,7 @@ from dataclasses import replace
 
 from flask import current_app, request, url_for
 from flask_openapi3 import APIBlueprint, Tag
+from werkzeug.routing import BaseConverter
 
 from app.auth import current_actor, current_identity, require_auth
 from app.models.product import etag_of
@@ -29,6 +30,17 @@ from app.schemas.products import (
     ProductUpdate,
 )
 from app.services import products
+
+
+class ProductIdConverter(BaseConverter):
+    """Any one path segment but `create`: the schema (ProductPath) then states the id rule as a 422.
+
+    Werkzeug's `int` converter would answer letters or a sign with its generic 404 page. `create`
+    is left to its own route, so GET /products/create stays 405 (POST only).
+    """
+
+    regex = r"(?!create(?:/|$))[^/]+"
+
 
 bp = APIBlueprint(
     "products",
@@ -95,7 +107,7 @@ def list_products(query: ProductQuery):
 
 
 @bp.get(
-    "/products/<int:product_id>",
+    "/products/<product_id:product_id>",
     responses={200: ProductOut, 404: ErrorOut},
     openapi_extensions=response_headers(200, "ETag", "Cache-Control", not_modified=True),
 )
@@ -146,15 +158,15 @@ def create_product(body: ProductIn, header: IdempotencyHeader):
     )
 
 
-@bp.put("/products/<int:product_id>/update", **UPDATE)
+@bp.put("/products/<product_id:product_id>/update", **UPDATE)
 @bp.put(
-    "/products/<int:product_id>",
+    "/products/<product_id:product_id>",
     endpoint="update_product_rest",
     description=ALIAS.format(seed="PUT /products/{product_id}/update"),
     **UPDATE,
 )
 @bp.patch(
-    "/products/<int:product_id>",
+    "/products/<product_id:product_id>",
     endpoint="patch_product_rest",
     description="Updates are partial (any subset of the fields): the same operation as "
     "`PUT /products/{product_id}/update`.",
@@ -173,9 +185,9 @@ def update_product(path: ProductPath, body: ProductUpdate):
     return with_etag(json_response(ProductOut.model_validate(product).model_dump_json()), product.version)
 
 
-@bp.delete("/products/<int:product_id>/delete", **DELETE)
+@bp.delete("/products/<product_id:product_id>/delete", **DELETE)
 @bp.delete(
-    "/products/<int:product_id>",
+    "/products/<product_id:product_id>",
     endpoint="delete_product_rest",
     description=ALIAS.format(seed="DELETE /products/{product_id}/delete"),
     **DELETE,

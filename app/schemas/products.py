@@ -5,7 +5,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    WithJsonSchema,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from app.schemas.common import CleanText, NonBlankText, PageQuery, RequestModel, SafeQueryText, SearchText, drop_default
 from app.services.paging import CURSOR_MAX_LENGTH, CURSOR_PATTERN
@@ -67,7 +78,23 @@ Quantity = Annotated[
 ]
 # Visible ASCII, inner spaces allowed: opaque to the API, compared exactly as sent.
 IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]*[!-~])?$"
-ProductId = Annotated[int, Field(ge=1, le=2_147_483_647)]
+MAX_PRODUCT_ID = 2_147_483_647
+PRODUCT_ID_RULE = f"Product ids are whole numbers from 1 to {MAX_PRODUCT_ID}."
+
+
+def _product_id_rule(value, handler):
+    """Whatever is wrong with an id (letters, a sign, a fraction, the range), the reason is the one rule."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError("product_id", PRODUCT_ID_RULE) from None
+
+
+ProductId = Annotated[
+    int,
+    Field(ge=1, le=MAX_PRODUCT_ID, description=f"The product's id: a whole number from 1 to {MAX_PRODUCT_ID}"),
+    WrapValidator(_product_id_rule),
+]
 SortKey = Literal["id", "-id", "name", "-name", "price", "-price", "created_at", "-created_at"]
 
 

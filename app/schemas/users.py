@@ -110,6 +110,15 @@ class MeOut(UserOut):
     is_admin: bool = Field(description="Effective admin rights: this API's records or the token's admin claim")
 
 
+class SessionTokenOut(BaseModel):
+    """A short-lived bearer token for the browser's signed-in user (development sign-in)."""
+
+    access_token: str
+    token_type: Literal["Bearer"] = "Bearer"
+    expires_in: int = Field(ge=1, description="Seconds until it expires (15 minutes at most, never past the session)")
+    user: MeOut
+
+
 class UserPath(BaseModel):
     user_id: UserId
 

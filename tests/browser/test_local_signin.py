@@ -1,4 +1,4 @@
-"""AUTH_MODE=local in Chromium: the sign-in form, Swagger UI on the session cookie alone, sign-out."""
+"""AUTH_MODE=local in Chromium: the sign-in form, Swagger UI authorized for the signed-in user, sign-out."""
 
 import pytest
 import requests
@@ -10,13 +10,13 @@ from tests.browser.pages import CREATE, CREATE_REST, ME, execute, open_swagger_u
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-def test_sign_in_then_swagger_ui_writes_with_the_cookie_then_sign_out(page, context, serve, browser_log):
+def test_sign_in_then_swagger_ui_writes_for_the_user_then_sign_out(page, context, serve, browser_log):
     api = serve(**LOCAL).url
 
     sign_in_locally(page, api, "newcomer@example.com")
     assert [c["name"] for c in context.cookies(api)] == ["dmarket_session"]
 
-    open_swagger_ui(page, api)  # nothing pasted into Authorize: the cookie alone
+    open_swagger_ui(page, api)  # nothing pasted into Authorize
     status, me = execute(page, ME)
     assert status == 200 and me["email"] == "newcomer@example.com"
     status, created = execute(page, CREATE_REST)  # the README's first product: Swagger UI's own example body

@@ -6,6 +6,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from tests.browser.console import screenshot
 from tests.live import LiveServer, free_port
 from tests.oidc.harness import WEB_CLIENT, OIDCProvider, migrate, one_pass_only
 
@@ -36,6 +37,11 @@ def test_sign_in_a_write_and_sign_out_at_the_provider(page, settings, tmp_path, 
             page.get_by_role("button", name="Sign-in").click()
             page.get_by_role("button", name="Continue").click()  # its consent page
             page.wait_for_url(f"{api}/openapi/")
+            banner = page.locator("#dmarket-session")  # Swagger UI names the session's user, and what curl lacks
+            expect(banner.locator("[data-user]")).to_have_text("carol@example.com")
+            expect(banner).to_contain_text("by this browser's session")
+            expect(banner).to_contain_text("curl commands carry no credential")
+            screenshot(page, f"17-{profile}-swagger-ui-signed-in-by-session")
             me = page.evaluate("() => fetch('/me').then(r => r.json())")
             assert me["user_id"] == "carol@example.com" and me["email"] == "carol@example.com"
 

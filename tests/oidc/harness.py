@@ -32,7 +32,9 @@ from tests.live import free_port
 HERE = Path(__file__).resolve().parent
 WEB_CLIENT = ("dmarket-web", "dmarket-web-secret")
 MACHINE_CLIENT = ("dmarket-machine", "dmarket-machine-secret")
-# The in-process app's public URL (DEFAULT_PUBLIC_URL): where the provider sends the browser back.
+# A public client, as Auth0 registers a Single Page Application: Swagger UI's Authorize (code + PKCE).
+SWAGGER_CLIENT = "dmarket-swagger"
+# The in-process app's public URL (PORT unset: http://localhost:5000): where the provider sends the browser back.
 IN_PROCESS_API = "http://localhost:5000"
 
 one_pass_only = pytest.mark.skipif(
@@ -90,6 +92,7 @@ class OIDCProvider:
             "audience": AUDIENCE,
             "adminClaim": ADMIN_CLAIM,
             "redirectUris": [f"{url}/callback" for url in self.api_urls],
+            "swaggerRedirectUris": [f"{url}/openapi/oauth2-redirect.html" for url in self.api_urls],
             "postLogoutRedirectUris": [f"{url}/signed-out" for url in self.api_urls],
         }
         config_file = self.workdir / f"provider-{self.port}.json"

@@ -6,7 +6,8 @@
 // CONFIG: port, issuer (with or without a trailing slash, kept as written), jwks (a file of
 // private keys, the first signs: restart with another file to rotate or revoke), profile
 // ("auth0" or "standard"), audience (the API's resource), adminClaim, redirectUris,
-// postLogoutRedirectUris. Started by tests/oidc_provider.py, which prints "listening" once up.
+// swaggerRedirectUris (Swagger UI's public client), postLogoutRedirectUris. Started by
+// tests/oidc/harness.py, which waits for "listening".
 //
 // "auth0": Auth0's `audience` parameter names the resource (and the granted one is used at the
 // token endpoint), access tokens carry typ JWT, aud [API, /userinfo], azp and no client_id.
@@ -45,6 +46,14 @@ const provider = new Provider(config.issuer, {
       redirect_uris: config.redirectUris,
       post_logout_redirect_uris: config.postLogoutRedirectUris,
       token_endpoint_auth_method: 'client_secret_post',
+    },
+    {
+      // Swagger UI's Authorize: a public client (no secret, PKCE), as an Auth0 Single Page Application.
+      client_id: 'dmarket-swagger',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: config.swaggerRedirectUris,
+      token_endpoint_auth_method: 'none',
     },
     {
       client_id: 'dmarket-machine',
