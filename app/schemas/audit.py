@@ -4,7 +4,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.schemas.common import PageQuery, SafeQueryText, drop_default
 from app.schemas.users import UserId
@@ -37,7 +37,7 @@ class MyAuditQuery(PageQuery):
     )
     until: Moment = Field(
         default=None,
-        description="Only records before this time (RFC 3339 with an offset)",
+        description="Only records before this time (RFC 3339 with an offset); at or before `since`, nothing",
         json_schema_extra=drop_default,
     )
     cursor: str = Field(
@@ -48,12 +48,6 @@ class MyAuditQuery(PageQuery):
         "filters). X-Total-Count is not sent then. Cursors are signed by the API; any other value is a 422.",
         json_schema_extra=drop_default,
     )
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.since is not None and self.until is not None and self.since >= self.until:
-            raise ValueError("since must be before until")
-        return self
 
 
 class AuditQuery(MyAuditQuery):
