@@ -1,7 +1,7 @@
 """An outside review of the assembled stack (issue 28's fixes): what an anonymous client tries next.
 
-The same harness as tests/test_stack.py (the image as boot.sh runs it, compose's front door before
-two instances, real nginx), with its module-scoped stacks built again for this module. Attacks the
+The same harness as tests/test_stack.py (tests/stack.py: the image as boot.sh runs it, compose's front
+door before two instances, real nginx), with its module-scoped stacks built again for this module. Attacks the
 stack withstood are regression tests; those that succeeded at first were fixed, and their comments
 say what the finding was. SQLite pass only.
 """
@@ -20,38 +20,9 @@ from tests.factories import bearer
 from tests.issuer import ADMIN_CLAIM
 from tests.proxies import nginx_missing
 from tests.shipped import ShippedServer, shipped_env
-from tests.test_stack import (
-    RESPONSE_HEADER_BUDGET,
-    Poller,
-    _build,
-    header_bytes,
-    pytestmark,  # noqa: F401  (SQLite pass only, slow)
-    send,
-)
+from tests.stack.harness import RESPONSE_HEADER_BUDGET, SERVING_LAYERS_ONLY, Poller, header_bytes, send
 
-
-@pytest.fixture(scope="module")
-def compose(issuer, tmp_path_factory, redis_url):
-    """compose.yaml: the front door before api1 and api2 (TRUSTED_PROXIES=1)."""
-    stack = _build(issuer, tmp_path_factory, redis_url, door=True, balancer=False)
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture(scope="module")
-def balanced(issuer, tmp_path_factory, redis_url):
-    """compose behind a TLS load balancer (TRUSTED_PROXIES=2)."""
-    stack = _build(issuer, tmp_path_factory, redis_url, door=True, balancer=True)
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture(scope="module")
-def image_alone(issuer, tmp_path_factory, redis_url):
-    """`docker run -p 5000:5000`: the image's nginx is the only proxy."""
-    stack = _build(issuer, tmp_path_factory, redis_url, door=False, balancer=False, instances=1)
-    yield stack
-    stack.stop()
+pytestmark = SERVING_LAYERS_ONLY
 
 
 def raw(stack, data: bytes, *, source: str = "127.0.0.60", timeout: float = 5) -> list[tuple[int, bytes, bytes]]:

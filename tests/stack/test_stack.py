@@ -6,12 +6,9 @@ never the proxies' 127.0.0.1. While one client attacks, another polls through th
 must never see an error. SQLite pass only (they test the serving layers, not the database).
 """
 
-import http.client
 import json
 import signal
 import socket
-import ssl
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -19,170 +16,11 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import service_missing
-from tests.databases import postgres_base_url
 from tests.factories import bearer
 from tests.issuer import new_key
-from tests.proxies import front_door, nginx_missing, tls_balancer
-from tests.shipped import ShippedServer, shipped_env
+from tests.stack.harness import ASTRAL, RESPONSE_HEADER_BUDGET, SERVING_LAYERS_ONLY, Poller, header_bytes, send
 
-pytestmark = [
-    pytest.mark.skipif(bool(postgres_base_url()), reason="serving layers only: run in the SQLite pass"),
-    pytest.mark.slow,
-]
-# The most any answer's headers may take (nginx/client-limits.conf's proxy_buffer_size is 16 KB).
-RESPONSE_HEADER_BUDGET = 12 * 1024
-ASTRAL = "\U0001f4a1"  # 4 bytes of UTF-8: 12 once percent-encoded
-
-
-class Stack:
-    """What a client reaches (`port`, over TLS or not), and the instances' and proxies' logs."""
-
-    def __init__(self, instances, proxies, tls=False):
-        self.instances, self.proxies, self.tls = instances, proxies, tls
-
-    @property
-    def port(self) -> int:
-        return self.proxies[-1].port if self.proxies else self.instances[0].port
-
-    def logs(self) -> str:
-        return "".join(server.logs() for server in self.instances)
-
-    def access_line(self, request_id: str) -> dict:
-        """The app's access log line of one request (LOG_FORMAT=json), by its X-Request-ID."""
-        for _ in range(50):
-            for line in self.logs().splitlines():
-                if request_id in line and line.startswith("{"):
-                    record = json.loads(line)
-                    if record.get("request_id") == request_id and "remote_addr" in record:
-                        return record
-            time.sleep(0.1)
-        raise AssertionError(f"no access line for {request_id}")
-
-    def stop(self) -> None:
-        for proxy in reversed(self.proxies):
-            proxy.stop()
-        for server in self.instances:
-            server.stop()
-
-
-def send(stack: Stack, path: str, *, source: str, method: str = "GET", headers=None, body: bytes | None = None):
-    """One request from `source` (127.0.0.N): (status, [(header, value)], body)."""
-    if stack.tls:
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", stack.port, timeout=20, context=context, source_address=(source, 0)
-        )
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=20, source_address=(source, 0))
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.getheaders(), response.read()
-    except (OSError, http.client.HTTPException) as exc:
-        return 0, [], repr(exc).encode()
-    finally:
-        conn.close()
-
-
-class Poller:
-    """Another client polling GET /health through the stack while a test attacks it."""
-
-    def __init__(self, stack: Stack, source: str = "127.0.0.2"):
-        self.stack, self.source = stack, source
-        self.answers: list[tuple[int, bytes]] = []
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
-        while not self.stop_event.is_set():
-            status, _, body = send(self.stack, "/health", source=self.source)
-            self.answers.append((status, body[:200]))
-            time.sleep(0.02)
-
-    def __enter__(self) -> "Poller":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        time.sleep(0.5)  # what the attack's last request may have set off
-        self.stop_event.set()
-        self.thread.join()
-
-    def failures(self) -> list:
-        return [answer for answer in self.answers if answer[0] != 200]
-
-
-def _instance(issuer, tmp, database: str, proxies_in_front: int, prefix: str) -> ShippedServer:
-    env = shipped_env(
-        issuer,
-        tmp,
-        DATABASE_URL=database,
-        LOG_FORMAT="json",
-        LOG_LEVEL="INFO",
-        TRUSTED_PROXIES=str(proxies_in_front),
-        RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379/0",
-        RATELIMIT_KEY_PREFIX=prefix,
-        RATELIMIT_DEFAULT="60 per minute",
-        GUNICORN_GRACEFUL_TIMEOUT="3",
-        JWKS_MIN_REFRESH_SECONDS="1",  # an unknown key id asks the issuer again after 1 s, not 30
-    )
-    return ShippedServer(env, tmp, workers=2).start()
-
-
-def _build(issuer, tmp_path_factory, redis_url, *, door: bool, balancer: bool, instances: int = 2) -> Stack:
-    if nginx_missing():
-        service_missing("nginx is not installed (apt-get install nginx-light)")
-    database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'stack.sqlite3'}"
-    prefix = f"stack-{uuid.uuid4().hex}"
-    proxies_in_front = int(door) + int(balancer)
-    stack = Stack([], [], tls=balancer)
-    try:
-        for _ in range(instances):  # one after the other: the first one migrates the database
-            tmp = tmp_path_factory.mktemp("instance")
-            stack.instances.append(_instance(issuer, tmp, database, proxies_in_front, prefix))
-        if door:
-            stack.proxies.append(front_door(*(server.port for server in stack.instances)).start())
-        if balancer:
-            stack.proxies.append(tls_balancer(stack.proxies[-1].port).start())
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
-
-
-@pytest.fixture(scope="module")
-def compose(issuer, tmp_path_factory, redis_url):
-    """compose.yaml: the front door before api1 and api2 (TRUSTED_PROXIES=1)."""
-    stack = _build(issuer, tmp_path_factory, redis_url, door=True, balancer=False)
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture(scope="module")
-def balanced(issuer, tmp_path_factory, redis_url):
-    """compose behind a TLS load balancer (TRUSTED_PROXIES=2, as docs/deployment.md says)."""
-    stack = _build(issuer, tmp_path_factory, redis_url, door=True, balancer=True)
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture(scope="module")
-def image_alone(issuer, tmp_path_factory, redis_url):
-    """`docker run -p 5000:5000`: the image's nginx is the only proxy (TRUSTED_PROXIES unset)."""
-    stack = _build(issuer, tmp_path_factory, redis_url, door=False, balancer=False, instances=1)
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture(params=["image_alone", "compose", "balanced"])
-def topology(request) -> Stack:
-    return request.getfixturevalue(request.param)
-
-
-def header_bytes(headers) -> int:
-    return sum(len(name) + len(value) + 4 for name, value in headers)
+pytestmark = SERVING_LAYERS_ONLY
 
 
 def crafted_queries() -> list[str]:
