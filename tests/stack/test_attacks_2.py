@@ -6,13 +6,15 @@ the finding is. SQLite pass only (the same module-scoped stacks as tests/stack/t
 """
 
 import http.client
+import socket
 import ssl
 import threading
 import time
 
 import pytest
 
-from tests.stack.harness import SERVING_LAYERS_ONLY, send
+from tests.proxies import Nginx
+from tests.stack.harness import SERVING_LAYERS_ONLY, Stack, send
 
 pytestmark = SERVING_LAYERS_ONLY
 
@@ -89,3 +91,53 @@ def test_a_flood_from_two_addresses_never_gets_other_clients_a_429(compose):
     refused = [line for line in stack.logs().splitlines() if '"status":429' in line and "127.0.0.83" in line]
     assert not refused, refused[:1]
     assert all(status == 200 for status, _ in victim), [v for v in victim if v[0] != 200][:3]
+
+
+# A load balancer that streams request bodies as they come (as cloud HTTP load balancers and any TCP/TLS
+# pass-through do), before compose's front door: docs/deployment.md's "behind a TLS load balancer".
+STREAMING_BALANCER = """
+server {
+    listen 127.0.0.1:@PORT@;
+    location / {
+        proxy_pass http://127.0.0.1:%d;
+        proxy_http_version 1.1;
+        proxy_request_buffering off;
+        proxy_set_header Connection "";
+        proxy_set_header Host $http_host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+}
+"""
+
+
+@pytest.fixture
+def streaming_balancer(compose):
+    balancer = Nginx(STREAMING_BALANCER % compose.proxies[-1].port).start()
+    yield Stack(compose.instances, [*compose.proxies, balancer])
+    balancer.stop()
+
+
+# Finding (HIGH behind a load balancer): the front door caps requests in progress per $binary_remote_addr, which
+# behind a balancer is the balancer's address, shared by every client. One anonymous client (one address at the
+# balancer, no token) opens 300 POSTs whose bodies it sends a byte at a time: the front door counts them all
+# against the balancer's 256, and every other client is answered 429 "Too many requests at once from this
+# address" for as long as the bodies trickle (client_body_timeout is per read). docs/deployment.md says a
+# balancer in front "is not refused".
+@pytest.mark.xfail(strict=True, reason="the front door's limit_conn counts the balancer's address: one client 429s all")
+def test_one_client_trickling_bodies_through_a_balancer_locks_out_nobody(streaming_balancer):
+    stack = streaming_balancer
+    start = b"POST /products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
+    held = []
+    try:
+        for i in range(300):
+            sock = socket.create_connection(("127.0.0.1", stack.port), timeout=2, source_address=("127.0.0.84", 0))
+            sock.sendall(start)
+            held.append(sock)
+            if i % 50 == 49:
+                time.sleep(0.05)
+        time.sleep(0.5)
+        victim = [send(stack, "/health", source="127.0.0.85")[::2] for _ in range(5)]
+    finally:
+        for sock in held:
+            sock.close()
+    assert all(status == 200 for status, _ in victim), victim
