@@ -6,13 +6,16 @@ the finding is. SQLite pass only (the same module-scoped stacks as tests/stack/t
 """
 
 import http.client
+import json
 import socket
 import ssl
 import threading
 import time
+from urllib.parse import quote
 
 import pytest
 
+from tests.factories import bearer
 from tests.proxies import Nginx
 from tests.stack.harness import SERVING_LAYERS_ONLY, Stack, send
 
@@ -141,3 +144,19 @@ def test_one_client_trickling_bodies_through_a_balancer_locks_out_nobody(streami
         for sock in held:
             sock.close()
     assert all(status == 200 for status, _ in victim), victim
+
+
+# Finding (MEDIUM): a date-time at the edge of the calendar, with an offset that moves it past year 1 or 9999 in
+# UTC, passes the schema (RFC 3339, aware) and overflows in UTCDateTime.process_bind_param's astimezone(UTC): any
+# signed-in user (no privilege) gets a 500 on /me/audit, each one an error logged with a traceback.
+EDGE_MOMENTS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+
+
+@pytest.mark.xfail(strict=True, reason="since/until at the calendar's edge overflow astimezone(UTC): 500")
+@pytest.mark.parametrize("field", ["since", "until"])
+@pytest.mark.parametrize("moment", EDGE_MOMENTS)
+def test_audit_filters_at_the_calendars_edge_are_never_a_500(compose, issuer, field, moment):
+    user = bearer(issuer.token("auth0|edgy", email="edgy@example.com"))
+    status, _, body = send(compose, f"/me/audit?{field}={quote(moment)}", source="127.0.0.86", headers=user)
+    assert status in (200, 422), (status, body[:200])
+    assert json.loads(body).get("code") != "internal_error"
