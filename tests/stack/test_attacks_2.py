@@ -160,3 +160,16 @@ def test_audit_filters_at_the_calendars_edge_are_never_a_500(compose, issuer, fi
     status, _, body = send(compose, f"/me/audit?{field}={quote(moment)}", source="127.0.0.86", headers=user)
     assert status in (200, 422), (status, body[:200])
     assert json.loads(body).get("code") != "internal_error"
+
+
+# Held: the JSON access log. A path with a decoded newline and quotes, a forged X-Forwarded-For and an
+# X-Request-ID that is not one of ours make one parseable line that names the true client.
+def test_a_client_cannot_forge_fields_of_the_json_access_log(compose):
+    forged = '{"remote_addr": "10.0.0.1", "request_id": "x"}'
+    headers = {"X-Forwarded-For": "10.0.0.1", "X-Request-ID": forged}
+    status, answer, _ = send(compose, "/nope%0A%22x%22%7D", source="127.0.0.87", headers=headers)
+    request_id = dict(answer)["X-Request-ID"]
+    assert status == 404 and request_id != forged
+    record = compose.access_line(request_id)
+    assert record["remote_addr"] == "127.0.0.87"
+    assert record["path"] == '/nope\\n"x"}' and record["status"] == 404
