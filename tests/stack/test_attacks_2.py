@@ -173,3 +173,35 @@ def test_a_client_cannot_forge_fields_of_the_json_access_log(compose):
     record = compose.access_line(request_id)
     assert record["remote_addr"] == "127.0.0.87"
     assert record["path"] == '/nope\\n"x"}' and record["status"] == 404
+
+
+# Finding (LOW): Werkzeug's strict-slashes redirect is built from the Host header the client chose, which every
+# proxy passes on unchanged: GET /openapi with Host: evil.example answers 308 (permanent, cacheable by default)
+# Location: http://evil.example/openapi/. Only a shared cache that does not key on Host turns it into poisoning;
+# the app's own URLs come from PUBLIC_URL (app/http.py public_url), this one does not.
+@pytest.mark.xfail(strict=True, reason="the strict-slashes 308 names the client's Host header")
+def test_a_redirect_never_names_the_host_the_client_chose(compose):
+    status, answer, _ = send(compose, "/openapi", source="127.0.0.88", headers={"Host": "evil.example"})
+    assert status == 308
+    assert "evil.example" not in dict(answer)["Location"], dict(answer)["Location"]
+
+
+def _raw(stack, data: bytes, source: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=5, source_address=(source, 0)) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+    return received
+
+
+# Finding (LOW, not security): an HTTP/1.0 request without Host (valid HTTP/1.0: old probes, some health checkers)
+# is a 400 through the front door: it passes `Host $http_host` (empty, so no Host at all) in HTTP/1.1 to the
+# instance's nginx, which refuses an HTTP/1.1 request without Host. The image alone answers it.
+@pytest.mark.xfail(strict=True, reason="front door forwards no Host for an HTTP/1.0 request without one: 400")
+def test_an_http_1_0_request_without_host_is_answered(compose):
+    answer = _raw(compose, b"GET /health HTTP/1.0\r\n\r\n", "127.0.0.89")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
