@@ -11,6 +11,7 @@ import os
 import re
 import time
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Request, current_app, g, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -200,10 +201,19 @@ def _finish_request(response):
     """The one after-request hook: request id, security headers, then the access log line."""
     headers = response.headers
     headers["X-Request-ID"] = g.get("request_id", "-")
+    if response.status_code == 308:
+        _relative_location(headers)
     _security_headers(response)
     if access_log.isEnabledFor(logging.INFO):
         _log_access(response)
     return response
+
+
+def _relative_location(headers) -> None:
+    """Werkzeug's slash redirect (`/openapi` to `/openapi/`) names the client's Host header: keep its path only."""
+    target = urlsplit(headers.get("Location", ""))
+    if target.netloc:
+        headers["Location"] = urlunsplit(("", "", target.path, target.query, target.fragment))
 
 
 def _log_access(response) -> None:

@@ -1,10 +1,10 @@
 """The audit trail as admins read it (`GET /admin/audit`) and as users read what concerns them (`GET /me/audit`)."""
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.schemas.common import PageQuery, SafeQueryText, drop_default
 from app.schemas.users import UserId
@@ -22,7 +22,14 @@ def _date_time_text(value):
     return value
 
 
-Moment = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 lies before the calendar's first day in UTC
+        raise ValueError("must fall within years 1 to 9999 in UTC") from None
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]
 
 
 class MyAuditQuery(PageQuery):

@@ -275,7 +275,7 @@ def test_other_forwarding_headers_change_nothing(request, where):
     status, headers, _ = send(stack, "/openapi", source="127.0.0.89", headers=spoof)
     answer = {name.lower(): value for name, value in headers}
     assert status == 308
-    assert answer["location"] == f"http://127.0.0.1:{stack.port}/openapi/"
+    assert answer["location"] == "/openapi/"  # a path: never a host the client chose
     assert "strict-transport-security" not in answer
     assert stack.access_line(request_id)["remote_addr"] == "127.0.0.89"
 

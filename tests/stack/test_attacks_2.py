@@ -1,8 +1,10 @@
 """A second outside review of the assembled stack: what changed in the last few hours (the per-address
 request cap, the drained bodies, the forwarded headers), attacked by an anonymous client.
 
-Attacks the stack withstands are regression tests; those that succeed are `xfail(strict=True)` and say what
-the finding is. SQLite pass only (the same module-scoped stacks as tests/stack/test_attacks.py).
+Attacks the stack withstands are regression tests. Those that succeeded were fixed, and their comments
+say what they found; one, a LOW left open (HTTP/1.0 without Host through the front door), is still
+`xfail(strict=True)` with the finding as its reason. SQLite pass only (the same module-scoped stacks
+as tests/stack/test_attacks.py).
 """
 
 import http.client
@@ -66,7 +68,8 @@ def _flood(stack, sources: list[str], per_source: int, seconds: float, stop: thr
 # TLS balancer counts all traffic as the balancer's. A client with a few hundred requests in flight (they only
 # queue at gunicorn) fills the shared 256, and every other client is answered 429 "Too many requests at once from
 # this address". docs/deployment.md says a balancer in front "is not refused".
-@pytest.mark.xfail(strict=True, reason="limit_conn keyed on the proxy's address: one client's flood 429s everyone")
+# Was a finding (fixed: no per-address cap at either nginx): limit_conn keyed on the proxy's address let one
+# client's flood get everyone a 429.
 def test_a_flood_from_two_addresses_never_gets_other_clients_a_429(compose):
     stack, sources = compose, ["127.0.0.81", "127.0.0.82"]
     stop = threading.Event()
@@ -89,8 +92,7 @@ def test_a_flood_from_two_addresses_never_gets_other_clients_a_429(compose):
         stop.set()
         for poller in pollers:
             poller.join()
-    assert 429 in flood  # the flood reached the cap
-    # The instance's nginx refused the victim: it counted the front door's address (127.0.0.1), not the client's.
+    assert len(flood) > 500  # the flood ran (it reached the per-address cap there was, and got others a 429)
     refused = [line for line in stack.logs().splitlines() if '"status":429' in line and "127.0.0.83" in line]
     assert not refused, refused[:1]
     assert all(status == 200 for status, _ in victim), [v for v in victim if v[0] != 200][:3]
@@ -126,7 +128,7 @@ def streaming_balancer(compose):
 # against the balancer's 256, and every other client is answered 429 "Too many requests at once from this
 # address" for as long as the bodies trickle (client_body_timeout is per read). docs/deployment.md says a
 # balancer in front "is not refused".
-@pytest.mark.xfail(strict=True, reason="the front door's limit_conn counts the balancer's address: one client 429s all")
+# Was a finding (fixed): the front door's limit_conn counted the balancer's address: one client 429ed all.
 def test_one_client_trickling_bodies_through_a_balancer_locks_out_nobody(streaming_balancer):
     stack = streaming_balancer
     start = b"POST /products HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"
@@ -152,7 +154,7 @@ def test_one_client_trickling_bodies_through_a_balancer_locks_out_nobody(streami
 EDGE_MOMENTS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
 
 
-@pytest.mark.xfail(strict=True, reason="since/until at the calendar's edge overflow astimezone(UTC): 500")
+# Was a finding (fixed): since/until at the calendar's edge overflowed astimezone(UTC): a 500.
 @pytest.mark.parametrize("field", ["since", "until"])
 @pytest.mark.parametrize("moment", EDGE_MOMENTS)
 def test_audit_filters_at_the_calendars_edge_are_never_a_500(compose, issuer, field, moment):
@@ -179,7 +181,7 @@ def test_a_client_cannot_forge_fields_of_the_json_access_log(compose):
 # proxy passes on unchanged: GET /openapi with Host: evil.example answers 308 (permanent, cacheable by default)
 # Location: http://evil.example/openapi/. Only a shared cache that does not key on Host turns it into poisoning;
 # the app's own URLs come from PUBLIC_URL (app/http.py public_url), this one does not.
-@pytest.mark.xfail(strict=True, reason="the strict-slashes 308 names the client's Host header")
+# Was a finding (fixed): the strict-slashes 308 named the client's Host header.
 def test_a_redirect_never_names_the_host_the_client_chose(compose):
     status, answer, _ = send(compose, "/openapi", source="127.0.0.88", headers={"Host": "evil.example"})
     assert status == 308
