@@ -171,6 +171,7 @@ def test_refusals_say_what_to_do_in_swagger_ui(page, serve, browser_log):
     dialog = page.locator(".dialog-ux .modal-ux")
     dialog.locator(".auth-container input").fill(expired)
     dialog.locator(".auth-btn-wrapper button.authorize").click()
+    dialog.locator("button", has_text="Logout").wait_for()  # authorized (a busy CI machine is slow to get there)
     dialog.locator(".auth-btn-wrapper button.btn-done").click()
     status, refused = execute(page, CREATE, {"name": "Lamp", "price": 5, "quantity": 1})
     assert status == 401 and refused["code"] == "invalid_token"
