@@ -133,7 +133,7 @@ P=$(free_port 5000 5400) || { fail "no free port among 5000 5400"; exit 1; }
 say "--- run A: docker run -d -p $P:5000 $IMAGE (SQLite, local sign-in)"
 A=$(docker run -d -p "$P:5000" --name dockercheck-a "$IMAGE"); STARTED+=("$A")
 check "/health answers within 40s" wait_http "http://127.0.0.1:$P/health"
-B="http://127.0.0.1:$P"
+B="http://localhost:$P"  # the development PUBLIC_URL's host: 127.0.0.1 is redirected (307) to it
 check "GET /health 200 json" http_is "$B/health" 200 application/json
 check "GET /health/ready 200 json" http_is "$B/health/ready" 200 application/json
 check "GET /products 200 json" http_is "$B/products" 200 application/json
@@ -174,7 +174,7 @@ LINK=$(docker logs "$A" 2>&1 | grep -o 'http://[^ ]*/login?code=[^ ]*' | head -1
 check "the start-up log shows the sign-in link: ${LINK:-none}" test -n "$LINK"
 code=$(curl -sS -m 10 -o /dev/null -w '%{http_code}' -X POST "$B/login" -H "Origin: $B" \
     --data-urlencode email=dev@example.com --data-urlencode "code=${LINK##*code=}")
-check "POST /login with the logged code -> 200 (got $code)" test "$code" = 200
+check "POST /login with the logged code -> 303 (got $code)" test "$code" = 303
 t0=$(now); st=
 for _ in $(seq 1 90); do st=$(docker inspect "$A" --format '{{.State.Health.Status}}'); [[ $st == starting ]] || break; sleep 1; done
 check "HEALTHCHECK status: $st (after $(secs "$t0" "$(now)")s more)" test "$st" = healthy
@@ -229,7 +229,7 @@ if command -v psql >/dev/null && psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" 
     URL=postgresql://$PG_USER@$PG_HOST:$PG_PORT/$PG_DB
     say "--- run C: docker run -d --network host -e PORT=$Q -e DATABASE_URL=$URL $IMAGE"
     D=$(docker run -d --network host -e PORT="$Q" -e DATABASE_URL="$URL" --name dockercheck-pg "$IMAGE"); STARTED+=("$D")
-    B="http://127.0.0.1:$Q"
+    B="http://localhost:$Q"
     check "/health answers within 40s" wait_http "$B/health"
     check "GET /health/ready 200" http_is "$B/health/ready" 200 application/json
     check "GET /products 200" http_is "$B/products" 200 application/json
