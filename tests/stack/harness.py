@@ -39,6 +39,16 @@ class Stack:
     def port(self) -> int:
         return self.proxies[-1].port if self.proxies else self.instances[0].port
 
+    def connect(self, source: str) -> http.client.HTTPConnection:
+        """A connection from `source` (127.0.0.N) to what clients reach, over TLS (unverified) behind the balancer."""
+        if not self.tls:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=20, source_address=(source, 0))
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return http.client.HTTPSConnection(
+            "127.0.0.1", self.port, timeout=20, context=context, source_address=(source, 0)
+        )
+
     def logs(self) -> str:
         return "".join(server.logs() for server in self.instances)
 
@@ -62,14 +72,7 @@ class Stack:
 
 def send(stack: Stack, path: str, *, source: str, method: str = "GET", headers=None, body: bytes | None = None):
     """One request from `source` (127.0.0.N): (status, [(header, value)], body)."""
-    if stack.tls:
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(
-            "127.0.0.1", stack.port, timeout=20, context=context, source_address=(source, 0)
-        )
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=20, source_address=(source, 0))
+    conn = stack.connect(source)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()

@@ -10,7 +10,6 @@ as tests/stack/test_attacks.py).
 import http.client
 import json
 import socket
-import ssl
 import threading
 import time
 from urllib.parse import quote
@@ -34,16 +33,7 @@ def _flood(stack, sources: list[str], per_source: int, seconds: float, stop: thr
         while time.monotonic() < deadline and not stop.is_set():
             try:
                 if conn is None:
-                    if stack.tls:
-                        context = ssl.create_default_context()
-                        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-                        conn = http.client.HTTPSConnection(
-                            "127.0.0.1", stack.port, timeout=20, context=context, source_address=(source, 0)
-                        )
-                    else:
-                        conn = http.client.HTTPConnection(
-                            "127.0.0.1", stack.port, timeout=20, source_address=(source, 0)
-                        )
+                    conn = stack.connect(source)
                 conn.request("GET", "/health")
                 response = conn.getresponse()
                 response.read()
